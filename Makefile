@@ -1,0 +1,38 @@
+# Factory Portal — `make run` starts the portal, `make test` runs the whole test suite.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint bench install install-dev clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml scripts/requirements.py | $(BIN)/python
+	@mkdir -p var
+	$(PYTHON) scripts/requirements.py > var/requirements.txt
+	$(BIN)/pip install -q -r var/requirements.txt
+	@touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PYTHON) scripts/requirements.py dev > var/requirements-dev.txt
+	$(BIN)/pip install -q -r var/requirements-dev.txt
+	@touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+run: install
+	scripts/run.sh
+
+test: install-dev
+	scripts/test.sh
+
+lint: install-dev
+	$(BIN)/ruff check .
+
+bench: install-dev
+	scripts/with_postgres.sh $(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) var staticfiles

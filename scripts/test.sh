@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The README's test command (`make test`): lint, migrations check, then pytest on a throwaway PostgreSQL.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+
+# Browser tests drive Debian's Chromium; install it when we can (root + apt), as CI does on a fresh machine.
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "Installing Chromium for the browser tests (apt-get install chromium)..." >&2
+  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
+echo "== ruff" >&2
+"$BIN/ruff" check .
+echo "== makemigrations --check" >&2
+DJANGO_SETTINGS_MODULE=factory_portal.settings_test "$BIN/python" manage.py makemigrations --check --dry-run >/dev/null \
+  || { echo "Model changes without a migration: run 'manage.py makemigrations'." >&2; exit 1; }
+echo "== pytest on PostgreSQL" >&2
+exec scripts/with_postgres.sh "$BIN/pytest" "$@"
