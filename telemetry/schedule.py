@@ -1,3 +1,6 @@
-"""Periodic tasks of this app, merged into Celery beat by factory_portal.celery."""
+"""Periodic tasks of telemetry, merged into Celery beat by factory_portal.celery."""
 
-BEAT_SCHEDULE: dict = {}
+from telemetry.schedule_gpu import BEAT_SCHEDULE as GPU_SCHEDULE
+from telemetry.schedule_metering import BEAT_SCHEDULE as METERING_SCHEDULE
+
+BEAT_SCHEDULE: dict = {**GPU_SCHEDULE, **METERING_SCHEDULE}

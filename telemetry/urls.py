@@ -1,3 +1,8 @@
+from django.urls import include, path
+
 app_name = "telemetry"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("", include("telemetry.gpu_urls")),
+    path("", include("telemetry.metering_urls")),
+]

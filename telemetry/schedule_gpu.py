@@ -1,0 +1,3 @@
+"""Periodic gpu tasks."""
+
+BEAT_SCHEDULE: dict = {}

@@ -1,0 +1,3 @@
+"""Periodic metering tasks."""
+
+BEAT_SCHEDULE: dict = {}
