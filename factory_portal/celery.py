@@ -6,7 +6,7 @@ import importlib
 import os
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "factory_portal.settings")
 
@@ -14,7 +14,7 @@ app = Celery("factory_portal")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 
 CENTRAL_QUEUES = ("default", "scrape", "ingest", "rollup")
-app.conf.task_queues = [Queue(name) for name in CENTRAL_QUEUES]
+app.conf.task_queues = [Queue(name, Exchange(name, type="direct"), routing_key=name) for name in CENTRAL_QUEUES]
 app.conf.task_create_missing_queues = True  # node.<hostname> queues are created on demand
 
 # Each app lists its periodic tasks in <app>/schedule.py as BEAT_SCHEDULE.

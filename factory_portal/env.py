@@ -51,3 +51,15 @@ def database_from_url(url: str, base_dir: Path) -> dict:
             "OPTIONS": options,
         }
     raise ValueError(f"DATABASE_URL scheme {parts.scheme!r} is not supported (use sqlite:// or postgres://)")
+
+
+def load_env_file(path: Path) -> None:
+    """Read KEY=VALUE lines from `path` into the environment, never overriding what is already set."""
+    if not path.is_file():
+        return
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, value = line.split("=", 1)
+        os.environ.setdefault(key.strip(), value.strip().strip('"').strip("'"))
