@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db.models import Model
 from rest_framework import permissions, serializers
+from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.request import Request
 from rest_framework.throttling import ScopedRateThrottle
@@ -42,8 +43,17 @@ class VisibleRelatedField(serializers.PrimaryKeyRelatedField):
         return queryset.visible_to(request.user) if request is not None else queryset.none()
 
 
+class TokenLoginSerializer(AuthTokenSerializer):
+    # Bounded like the user model's field, so absurd input is a 400 before it reaches the lockout log.
+    username = serializers.CharField(label="Username", max_length=150, write_only=True)
+    password = serializers.CharField(label="Password", max_length=4096, write_only=True, trim_whitespace=False,
+                                     style={"input_type": "password"})
+
+
 class TokenLoginView(ObtainAuthToken):
     """POST username and password, get `{"token": ...}` for `Authorization: Token ...`."""
+
+    serializer_class = TokenLoginSerializer
 
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "auth"

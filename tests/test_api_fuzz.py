@@ -80,7 +80,7 @@ def test_fuzzed_api_never_500s_and_never_leaks(role, world, in_process_wsgi):
             # then
             body = response.text
             if response.status_code >= 500:
-                failures.append(f"{case.method} {case.formatted_path}: {response.status_code} {body[:200]}")
+                failures.append(f"{case.as_curl_command()}: {response.status_code} {body[:200]}")
             for text in hidden:
                 if text in body:
                     failures.append(f"{case.method} {case.formatted_path} leaked {text!r} to {role}")

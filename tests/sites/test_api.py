@@ -110,3 +110,11 @@ def test_list_query_counts_do_not_grow_with_rows(world, api_client_for):
     # then
     assert counts() == before
     assert max(before) <= 8
+
+
+@pytest.mark.django_db
+def test_token_login_with_an_absurd_username_is_a_400_not_a_500(world, client):
+    # found by the fuzzer: a 300-character username overflowed the lockout log's column
+    response = client.post(reverse("api-token"), {"username": "x" * 300, "password": "-39"})
+    assert response.status_code == 400
+    assert "no more than 150 characters" in response.json()["username"][0]
