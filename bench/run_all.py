@@ -1,0 +1,76 @@
+"""`make bench`: run every benchmark under bench/ and write docs/benchmarks.md.
+
+Each benchmark is a script `bench/<name>.py` that, run on its own (against the throwaway PostgreSQL that
+`make bench` starts, DATABASE_URL set), prints one markdown section to stdout: a `## ` heading, what was
+measured, the machine-independent setup, and a table whose figures are the median of several runs, each
+next to its peer measured in the same run. This runner adds the machine and the date.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# Order matters only for reading; every script is independent.
+BENCHMARKS = ["parser", "gpu_ingest", "scrape_round", "retention", "dashboard"]
+TIME_LIMIT_S = int(os.environ.get("BENCH_TIME_LIMIT_S", "540"))
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{model}, {os.cpu_count()} cores, {mem_gib:.0f} GiB RAM, {platform.system()} {platform.release()}, " \
+           f"Python {platform.python_version()}"
+
+
+def main() -> int:
+    selected = sys.argv[1:] or [name for name in BENCHMARKS if (ROOT / "bench" / f"{name}.py").exists()]
+    sections, failed = [], []
+    started = time.monotonic()
+    for name in selected:
+        left = TIME_LIMIT_S - (time.monotonic() - started)
+        if left <= 10:
+            failed.append(f"{name}: not run, the time budget was spent")
+            continue
+        print(f"== bench/{name}.py", file=sys.stderr, flush=True)
+        try:
+            result = subprocess.run([sys.executable, str(ROOT / "bench" / f"{name}.py")], cwd=ROOT, text=True,
+                                    capture_output=True, timeout=left)
+        except subprocess.TimeoutExpired:
+            failed.append(f"{name}: timed out")
+            continue
+        sys.stderr.write(result.stderr[-4000:])
+        if result.returncode != 0:
+            failed.append(f"{name}: exit {result.returncode}")
+            continue
+        sections.append(result.stdout.strip())
+    header = [
+        "# Benchmarks",
+        "",
+        f"Written by `make bench` on {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC.",
+        f"Machine: {machine()}.",
+        "Each figure is the median of several runs; peers were measured in the same run on the same machine.",
+        "",
+    ]
+    if failed:
+        header += ["Not measured in this run: " + "; ".join(failed), ""]
+    (ROOT / "docs" / "benchmarks.md").write_text("\n".join(header) + "\n\n".join(sections) + "\n")
+    print("wrote docs/benchmarks.md", file=sys.stderr)
+    return 1 if failed and not sections else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
