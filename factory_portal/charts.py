@@ -57,12 +57,12 @@ def local_iso(ts: dt.datetime, time_zone: str) -> str:
 def base_layout(*, x_title: str, x_unit: str, y_title: str, y_unit: str, **extra) -> dict:
     layout = {
         "font": FONT,
-        "margin": {"l": 64, "r": 16, "t": 12, "b": 56},
+        "margin": {"l": 64, "r": 16, "t": 32, "b": 56},
         "paper_bgcolor": "#ffffff",
         "plot_bgcolor": "#ffffff",
         "hovermode": "closest",
         "showlegend": True,
-        "legend": {"orientation": "h", "y": -0.25},
+        "legend": {"orientation": "h", "x": 0, "y": 1.0, "yanchor": "bottom"},
         "xaxis": {"title": {"text": escape_label(axis_title(x_title, x_unit))}, "gridcolor": "#eaeef2",
                   "automargin": True},
         "yaxis": {"title": {"text": escape_label(axis_title(y_title, y_unit))}, "gridcolor": "#eaeef2",

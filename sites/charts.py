@@ -100,9 +100,10 @@ def buildout_figure(*, summary: BuildoutSummary, today: dt.date) -> dict:
         xaxis={"type": "date"},
         shapes=[{"type": "line", "xref": "x", "yref": "paper", "x0": today.isoformat(), "x1": today.isoformat(),
                  "y0": 0, "y1": 1, "line": {"color": "#cf222e", "dash": "dot", "width": 1}}],
-        annotations=[{"text": "today", "xref": "x", "yref": "paper", "x": today.isoformat(), "y": 1.02,
+        annotations=[{"text": "today", "xref": "x", "yref": "paper", "x": today.isoformat(), "y": 1.0,
+                      "yanchor": "bottom", "xanchor": "left",
                       "showarrow": False, "font": {"size": 11, "color": "#cf222e"}}],
-        margin={"t": 24},
+        margin={"t": 40},
     )
     return {"data": [planned, actual, late], "layout": layout, "meta": {"empty": False}}
 

@@ -119,9 +119,11 @@ def site_compliance(
         if checks:
             items.append(ItemCompliance(kind="node", pk=node.pk, label=node.hostname, checks=checks))
     for gpu in gpus:
-        # A GPU reports its own driver when a node worker read it from NVML; the node's value may be older.
-        checks = _checks([("driver", site.baseline_driver_version, gpu.driver_version),
-                          ("CUDA", site.baseline_cuda_version, gpu.cuda_driver_version)])
+        # The driver is a node-wide fact checked on the node; a GPU is checked only for what it reports
+        # itself (NVML read by the node worker), so an unreported GPU value is not counted twice as unknown.
+        checks = _checks([(name, pin, value) for name, pin, value in (
+            ("driver", site.baseline_driver_version, gpu.driver_version),
+            ("CUDA", site.baseline_cuda_version, gpu.cuda_driver_version)) if value.strip()])
         if checks:
             items.append(ItemCompliance(kind="gpu", pk=gpu.pk, label=str(gpu), checks=checks))
     checked_engines = set()

@@ -7,8 +7,8 @@
   const root = document.querySelector("[data-live-url]");
   if (!root) return;
   const intervalMs = Math.min(15, Math.max(1, Number(root.dataset.liveInterval) || 15)) * 1000;
-  // The range selector lives in the page's query string; charts get the same parameters.
-  const query = window.location.search.replace(/^\?/, "");
+  // The range the server accepted (the query string's, or the default after a malformed one); charts get it too.
+  const query = root.dataset.rangeQuery || "";
   const stamp = root.querySelector("[data-live-stamp]");
   const plotConfig = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["select2d", "lasso2d"] };
   let lastOk = Date.now();
