@@ -3,13 +3,24 @@ from __future__ import annotations
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils import timezone
 
-from sites import selectors
+from sites import dashboard, selectors
+from sites.views import dashboard_context
 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    """The partner home: the user's sites with their inventory, and what to do next when there are none."""
-    sites = selectors.site_list(user=request.user)
-    can_create = selectors.partners_writable_by(user=request.user).exists()
-    return render(request, "home.html", {"sites": sites, "can_create": can_create})
+    """The partner overview: a live card per site, fleet charts, alerts, and what to do next when there are none."""
+    now = timezone.now()
+    cards = dashboard.site_cards(user=request.user, now=now)
+    alerts = sorted((a for card in cards for a in card.alerts), key=lambda a: a.level != "bad")
+    context = {
+        "cards": cards,
+        "fleet": dashboard.fleet_totals(cards=cards),
+        "alerts": alerts,
+        "can_create": selectors.partners_writable_by(user=request.user).exists(),
+        "updated_at": now,
+        **dashboard_context(request, time_zone="UTC", now=now),
+    }
+    return render(request, "home.html", context)

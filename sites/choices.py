@@ -53,3 +53,14 @@ class EndpointHealth(models.TextChoices):
     UNKNOWN = "unknown", "Not polled yet"
     HEALTHY = "healthy", "Healthy"
     UNHEALTHY = "unhealthy", "Unhealthy"
+
+
+class MilestoneKind(models.TextChoices):
+    """The steps of a site's 90-day build-out, in the order they normally happen."""
+
+    POWER_SECURED = "power_secured", "Power secured"
+    HARDWARE_DELIVERED = "hardware_delivered", "Hardware delivered"
+    RACKED = "racked", "Racked and powered"
+    NETWORK = "network", "Network up"
+    BURN_IN = "burn_in", "Burn-in passed"
+    FIRST_TOKENS = "first_tokens", "First tokens served (live)"

@@ -5,7 +5,7 @@ import json
 from django import forms
 from django.db.models import QuerySet
 
-from sites.models import Gpu, Node, Partner, ServingEndpoint, Site
+from sites.models import Gpu, Node, Partner, ServingEndpoint, Site, SiteMilestone
 
 
 class SiteForm(forms.ModelForm):
@@ -86,3 +86,13 @@ class EndpointForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.fields["node"].queryset = Node.objects.filter(site=site)
         self.fields["node"].required = False
+
+
+class MilestoneForm(forms.ModelForm):
+    class Meta:
+        model = SiteMilestone
+        fields = ["name", "planned_date", "done_date"]
+        widgets = {
+            "planned_date": forms.DateInput(attrs={"type": "date"}),
+            "done_date": forms.DateInput(attrs={"type": "date"}),
+        }

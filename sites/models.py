@@ -15,7 +15,16 @@ from django.db.models import Q
 
 from factory_portal.crypto import decrypt_secret, encrypt_secret
 from factory_portal.models import BaseModel
-from sites.choices import WRITE_ROLES, EndpointHealth, Engine, GpuStatus, NodeStatus, PartnerRole, SiteStatus
+from sites.choices import (
+    WRITE_ROLES,
+    EndpointHealth,
+    Engine,
+    GpuStatus,
+    MilestoneKind,
+    NodeStatus,
+    PartnerRole,
+    SiteStatus,
+)
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -366,3 +375,39 @@ class ServingEndpoint(BaseModel):
         super().clean()
         if self.node_id and self.site_id and self.node.site_id != self.site_id:
             raise ValidationError({"node": "The node must be at the same site as the endpoint."})
+
+
+class SiteMilestoneQuerySet(PartnerScopedQuerySet):
+    partner_path = "site__partner"
+
+
+class SiteMilestone(BaseModel):
+    """One step of a site's build-out plan: when it should happen and when it did (see sites/buildout.py)."""
+
+    site = models.ForeignKey("sites.Site", on_delete=models.CASCADE, related_name="milestones")
+    kind = models.CharField(max_length=32, choices=MilestoneKind.choices)
+    name = models.CharField(max_length=120)
+    planned_date = models.DateField()
+    done_date = models.DateField(null=True, blank=True, help_text="Leave empty while the step is open.")
+
+    objects = SiteMilestoneQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["site__name", "planned_date", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["site", "kind"],
+                name="%(app_label)s_%(class)s_unique_site_kind",
+                violation_error_message="This site already has a milestone of this kind.",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.site.name}: {self.name}" if self.site_id else self.name
+
+    def clean(self) -> None:
+        super().clean()
+        if self.site_id and self.planned_date and self.planned_date < self.site.contract_date:
+            raise ValidationError({"planned_date": "A milestone cannot be planned before the contract date."})
+        if self.site_id and self.done_date and self.done_date < self.site.contract_date:
+            raise ValidationError({"done_date": "A milestone cannot be done before the contract date."})

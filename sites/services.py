@@ -6,6 +6,7 @@ from django.db import transaction
 from django.utils.text import slugify
 
 from factory_portal.crypto import hash_token, new_token
+from sites.buildout import milestone_plan_create
 from sites.models import Node, Partner, ServingEndpoint, Site
 
 
@@ -29,10 +30,13 @@ def partner_create(*, name: str) -> Partner:
 @transaction.atomic
 def site_save(*, site: Site) -> Site:
     """Create or update a validated site, giving a new one a slug that is unique across partners."""
+    created = site.pk is None
     if not site.slug:
         site.slug = unique_site_slug(name=site.name, exclude_pk=site.pk)
     site.full_clean()
     site.save()
+    if created:
+        milestone_plan_create(site=site)  # every new site starts with the default 90-day plan
     return site
 
 

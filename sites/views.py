@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import functools
+
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
 
-from sites import selectors, services
-from sites.forms import EndpointForm, GpuForm, NodeForm, SiteForm
-from sites.models import Gpu, Node, ServingEndpoint, Site
+from factory_portal.exceptions import ServiceError
+from factory_portal.timerange import CHOICES as RANGE_CHOICES
+from factory_portal.timerange import DEFAULT_RANGE, TimeRange, parse_time_range
+from sites import buildout, charts, dashboard, selectors, services
+from sites.forms import EndpointForm, GpuForm, MilestoneForm, NodeForm, SiteForm
+from sites.models import Gpu, Node, ServingEndpoint, Site, SiteMilestone
 
 
 def _writable_site(request: HttpRequest, slug: str) -> Site:
@@ -43,14 +51,34 @@ def site_create(request: HttpRequest) -> HttpResponse:
 @login_required
 def site_detail(request: HttpRequest, slug: str) -> HttpResponse:
     site = selectors.site_get(user=request.user, slug=slug)
+    now = timezone.now()
+    card = dashboard.site_cards(user=request.user, site=site, now=now)[0]
     context = {
         "site": site,
         "nodes": selectors.node_list(user=request.user, site=site),
         "gpus": selectors.gpu_list(user=request.user, site=site),
         "endpoints": selectors.endpoint_list(user=request.user, site=site),
         "can_write": selectors.user_can_write_partner(user=request.user, partner_id=site.partner_id),
+        "card": card,
+        "updated_at": now,
+        **dashboard_context(request, time_zone=site.time_zone, now=now),
     }
     return render(request, "sites/site_detail.html", context)
+
+
+def dashboard_context(request: HttpRequest, *, time_zone: str, now) -> dict:
+    """Range selector, refresh interval and definitions shared by the overview and the site page.
+
+    A malformed range is shown as an error above the charts and the default range is used instead.
+    """
+    try:
+        time_range, range_error = parse_time_range(request.GET, time_zone=time_zone, now=now), ""
+    except ServiceError as e:
+        time_range, range_error = parse_time_range({"range": DEFAULT_RANGE}, now=now), e.message
+    return {
+        "time_range": time_range, "range_error": range_error, "range_choices": RANGE_CHOICES,
+        "refresh_s": dashboard_refresh_s(), "definitions": dashboard.DEFINITIONS, "time_zone": time_zone,
+    }
 
 
 @login_required
@@ -105,3 +133,110 @@ def endpoint_form(request: HttpRequest, slug: str, pk: int | None = None) -> Htt
         return redirect("sites:site_detail", slug=site.slug)
     title = f"Edit endpoint {endpoint.name}" if pk else "Register a serving endpoint"
     return render(request, "sites/site_form.html", {"form": form, "site": site, "title": title})
+
+
+# Dashboards: the site page's live cards and charts, the overview's JSON, and the build-out plan.
+
+def dashboard_refresh_s() -> int:
+    """Seconds between live refreshes (at most 15 s, issue 7); tests shorten it through settings."""
+    return max(1, min(int(getattr(settings, "DASHBOARD_REFRESH_S", 15)), 15))
+
+
+def _json_login_required(view):
+    """Like login_required, but answers a fetch() with 401 JSON instead of a redirect to an HTML page."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return JsonResponse({"detail": "Log in to see this."}, status=401)
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _time_range(request: HttpRequest, time_zone: str = "UTC") -> TimeRange:
+    return parse_time_range(request.GET, time_zone=time_zone)
+
+
+def _chart_response(registry: dict, name: str, ctx_kwargs: dict) -> HttpResponse:
+    builder = registry.get(name)
+    if builder is None:
+        raise Http404("No such chart.")
+    figure = builder(charts.ChartContext(**ctx_kwargs))
+    return JsonResponse({**figure, "updated_at": ctx_kwargs["now"].isoformat(),
+                         "range": ctx_kwargs["time_range"].as_json()})
+
+
+@_json_login_required
+def overview_data(request: HttpRequest) -> HttpResponse:
+    now = timezone.now()
+    cards = dashboard.site_cards(user=request.user, now=now)
+    return JsonResponse(dashboard.live_payload(cards=cards, now=now, refresh_s=dashboard_refresh_s(), fleet=True))
+
+
+@_json_login_required
+def overview_chart(request: HttpRequest, name: str) -> HttpResponse:
+    now = timezone.now()
+    try:
+        time_range = _time_range(request)
+    except ServiceError as e:
+        return JsonResponse({"detail": e.message}, status=400)
+    cards = dashboard.site_cards(user=request.user, now=now)
+    return _chart_response(charts.OVERVIEW_CHARTS, name,
+                           {"user": request.user, "cards": cards, "time_range": time_range, "now": now})
+
+
+@_json_login_required
+def site_data(request: HttpRequest, slug: str) -> HttpResponse:
+    site = selectors.site_get(user=request.user, slug=slug)
+    now = timezone.now()
+    cards = dashboard.site_cards(user=request.user, site=site, now=now)
+    payload = dashboard.live_payload(cards=cards, now=now, refresh_s=dashboard_refresh_s(), fleet=False)
+    card = cards[0]
+    payload["fields"] |= {f"milestone-{r.pk}-state": r.state_label for r in card.buildout.rows}
+    payload["fields"] |= {
+        f"site-{site.pk}-compliance_ok": str(card.compliance.ok),
+        f"site-{site.pk}-compliance_drift": str(card.compliance.drift),
+        f"site-{site.pk}-compliance_unknown": str(card.compliance.unknown),
+    }
+    return JsonResponse(payload)
+
+
+@_json_login_required
+def site_chart(request: HttpRequest, slug: str, name: str) -> HttpResponse:
+    site = selectors.site_get(user=request.user, slug=slug)
+    now = timezone.now()
+    try:
+        time_range = _time_range(request, site.time_zone)
+    except ServiceError as e:
+        return JsonResponse({"detail": e.message}, status=400)
+    cards = dashboard.site_cards(user=request.user, site=site, now=now)
+    return _chart_response(charts.SITE_CHARTS, name,
+                           {"user": request.user, "cards": cards, "time_range": time_range, "now": now})
+
+
+@login_required
+def milestone_edit(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    site = _writable_site(request, slug)
+    milestone = get_object_or_404(SiteMilestone.objects.select_related("site"), site=site, pk=pk)
+    form = MilestoneForm(request.POST or None, instance=milestone)
+    if request.method == "POST" and form.is_valid():
+        try:
+            buildout.milestone_update(milestone=milestone, **form.cleaned_data)
+        except ServiceError as e:
+            form.add_error(e.field, e.message)
+        else:
+            messages.success(request, f"Milestone {milestone.name} saved.")
+            return redirect("sites:site_detail", slug=site.slug)
+    title = f"Edit milestone {milestone.name}"
+    return render(request, "sites/site_form.html", {"form": form, "site": site, "title": title})
+
+
+@login_required
+@require_POST
+def milestone_plan_create(request: HttpRequest, slug: str) -> HttpResponse:
+    site = _writable_site(request, slug)
+    added = buildout.milestone_plan_create(site=site)
+    messages.success(request, f"{added} milestone(s) added from the default 90-day plan." if added
+                     else "The site already has every milestone of the default plan.")
+    return redirect("sites:site_detail", slug=site.slug)

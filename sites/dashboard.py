@@ -1,0 +1,245 @@
+"""Reads behind the partner overview and the site page: cards and alerts from inventory alone.
+
+Every query starts from `visible_to(user)`. The overview costs a fixed number of queries whatever the
+number of sites (one per table), then pure code builds the cards. Figures that need telemetry or
+metering (utilization, tokens/s, revenue, cost per token, margin) are not computed here: the pages
+say "no telemetry yet" until those apps provide them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.urls import reverse
+from django.utils import timezone
+
+from sites.buildout import BuildoutSummary, buildout_summary, site_today
+from sites.choices import EndpointHealth, GpuStatus, NodeStatus
+from sites.compliance import SiteCompliance, site_compliance
+from sites.models import Gpu, Node, ServingEndpoint, Site, SiteMilestone
+from sites.selectors import User
+
+# A GPU is stale when no reading arrived within this many of its site's poll intervals.
+STALE_AFTER_POLLS = 3
+GPU_STATES = ("online", "stale", "unhealthy", "lost")
+DEFINITIONS = {
+    "online": f"Status OK and a reading within the last {STALE_AFTER_POLLS} poll intervals.",
+    "stale": f"Status OK but no reading within the last {STALE_AFTER_POLLS} poll intervals (or none yet).",
+    "unhealthy": "The node worker reported an error for this GPU (see its last error).",
+    "lost": "The GPU disappeared from its node (NVML no longer lists it).",
+    "power": "Contracted power capacity of the site, in kW.",
+    "buildout": "Milestones done of the site's build-out plan; behind plan when an open milestone is past its "
+                "planned date (site calendar).",
+    "days_to_revenue": "Days until the first-tokens milestone, slipped by the current delay when behind plan.",
+    "utilization": "GPU utilization: mean of NVML utilization.gpu (% of time a kernel ran) over the period.",
+    "tokens": "Prompt + generated tokens per second, from the serving engines' cumulative counters.",
+    "revenue": "Attributed tokens × each tenant's price per million tokens, since midnight site time.",
+    "cost": "Cost per million tokens: (energy cost + capex amortization + opex) ÷ tokens × 10⁶.",
+    "margin": "(Revenue − cost) ÷ revenue over the period.",
+    "compliance": "Nodes, GPUs and endpoints whose reported versions differ from the site's pinned baseline.",
+}
+
+
+def gpu_state(*, status: str, last_seen_at: dt.datetime | None, poll_interval_s: int, now: dt.datetime) -> str:
+    if status == GpuStatus.LOST:
+        return "lost"
+    if status == GpuStatus.UNHEALTHY:
+        return "unhealthy"
+    fresh = last_seen_at is not None and now - last_seen_at <= dt.timedelta(seconds=STALE_AFTER_POLLS *
+                                                                               poll_interval_s)
+    return "online" if fresh else "stale"
+
+
+@dataclass(frozen=True)
+class Alert:
+    level: str  # bad | warn
+    text: str
+    url: str
+    site_id: int
+
+
+@dataclass
+class SiteCard:
+    site: Site
+    gpus: dict[str, int]
+    nodes_total: int
+    endpoints_total: int
+    endpoints_unhealthy: int
+    buildout: BuildoutSummary
+    compliance: SiteCompliance | None = None
+    alerts: list[Alert] = field(default_factory=list)
+    node_gpus: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def gpus_total(self) -> int:
+        return sum(self.gpus.values())
+
+    @property
+    def is_stale(self) -> bool:
+        """Nothing on the card is live: the site has GPUs and none of them reported recently."""
+        return self.gpus_total > 0 and self.gpus["online"] == 0 and self.gpus["stale"] > 0
+
+    def values(self) -> dict[str, str]:
+        """Card values as text; the page renders them first, then live.js replaces them from `fields()`."""
+        b = self.buildout
+        return {
+            "status": self.site.get_status_display(),
+            "gpus_total": str(self.gpus_total),
+            **{f"gpus_{state}": str(self.gpus[state]) for state in GPU_STATES},
+            "nodes": str(self.nodes_total),
+            "endpoints": str(self.endpoints_total),
+            "endpoints_unhealthy": str(self.endpoints_unhealthy),
+            "power_kw": f"{self.site.power_capacity_kw.normalize():,f} kW",
+            "buildout": f"{b.done}/{b.total} · {b.status_label}" if b.total else b.status_label,
+            "buildout_pct": str(b.progress_pct),
+            "days_to_revenue": _days_to_revenue_text(b),
+            "alerts": str(len(self.alerts)),
+        }
+
+    def fields(self) -> dict[str, str]:
+        """`values()` keyed as the templates' `data-live` attributes (`site-<id>-<name>`)."""
+        return {f"site-{self.site.pk}-{k}": v for k, v in self.values().items()}
+
+    def stale_keys(self) -> list[str]:
+        if not self.is_stale:
+            return []
+        return [f"site-{self.site.pk}-gpus_{state}" for state in GPU_STATES]
+
+
+def _days_to_revenue_text(b: BuildoutSummary) -> str:
+    if b.live_since:
+        return f"earning since {b.live_since.isoformat()}"
+    if b.days_to_revenue is None:
+        return "no plan"
+    if b.days_to_revenue <= 0:
+        return "due now"
+    return f"{b.days_to_revenue} d"
+
+
+def _site_alerts(card: SiteCard, nodes: list[dict], endpoints: list[dict], url: str) -> list[Alert]:
+    site_id = card.site.pk
+    alerts: list[Alert] = []
+    for n in nodes:
+        if n["status"] in (NodeStatus.STALE, NodeStatus.UNHEALTHY):
+            seen = n["last_seen_at"].strftime("%Y-%m-%d %H:%M UTC") if n["last_seen_at"] else "never"
+            level = "bad" if n["status"] == NodeStatus.UNHEALTHY else "warn"
+            reason = f": {n['last_error'][:120]}" if n["last_error"] else ""
+            alerts.append(Alert(level, f"Node {n['hostname']} is {n['status']} (last seen {seen}){reason}", url,
+                                site_id))
+    for e in endpoints:
+        if e["health"] == EndpointHealth.UNHEALTHY:
+            reason = f": {e['last_error'][:120]}" if e["last_error"] else ""
+            alerts.append(Alert("bad", f"Endpoint {e['name']} is unhealthy{reason}", url, site_id))
+    if card.gpus["lost"]:
+        alerts.append(Alert("bad", f"{card.gpus['lost']} GPU(s) lost at {card.site.name}", url, site_id))
+    if card.gpus["unhealthy"]:
+        alerts.append(Alert("bad", f"{card.gpus['unhealthy']} GPU(s) unhealthy at {card.site.name}", url, site_id))
+    b = card.buildout
+    if b.status == "behind_plan":
+        late = next(r for r in b.rows if r.state == "overdue")
+        alerts.append(Alert("warn", f"{card.site.name} is behind plan by {b.days_behind} d ({late.name} was due "
+                                    f"{late.planned_date.isoformat()})", url, site_id))
+    if card.compliance is not None and card.compliance.drift:
+        alerts.append(Alert("warn", f"{card.compliance.drift} item(s) at {card.site.name} drift from the software "
+                                    "baseline", url, site_id))
+    return alerts
+
+
+def site_cards(*, user: User, site: Site | None = None, now: dt.datetime | None = None) -> list[SiteCard]:
+    """One card per visible site (or for `site` only), with its alerts. Six queries in all."""
+    now = now or timezone.now()
+    sites = Site.objects.visible_to(user).select_related("partner")
+    if site is not None:
+        sites = sites.filter(pk=site.pk)
+    sites = list(sites)
+    ids = [s.pk for s in sites]
+    gpus_by_site: dict[int, list[Gpu]] = defaultdict(list)
+    for g in Gpu.objects.visible_to(user).filter(node__site_id__in=ids).select_related("node"):
+        gpus_by_site[g.node.site_id].append(g)
+    nodes_by_site: dict[int, list[Node]] = defaultdict(list)
+    for n in Node.objects.visible_to(user).filter(site_id__in=ids):
+        nodes_by_site[n.site_id].append(n)
+    endpoints_by_site: dict[int, list[ServingEndpoint]] = defaultdict(list)
+    for e in ServingEndpoint.objects.visible_to(user).filter(site_id__in=ids):
+        endpoints_by_site[e.site_id].append(e)
+    milestones_by_site: dict[int, list[SiteMilestone]] = defaultdict(list)
+    for m in SiteMilestone.objects.visible_to(user).filter(site_id__in=ids):
+        milestones_by_site[m.site_id].append(m)
+
+    cards = []
+    for s in sites:
+        counts = dict.fromkeys(GPU_STATES, 0)
+        per_node: dict[str, dict[str, int]] = {n.hostname: dict.fromkeys(GPU_STATES, 0) for n in nodes_by_site[s.pk]}
+        for g in gpus_by_site[s.pk]:
+            state = gpu_state(status=g.status, last_seen_at=g.last_seen_at, poll_interval_s=s.gpu_poll_interval_s,
+                              now=now)
+            counts[state] += 1
+            per_node.setdefault(g.node.hostname, dict.fromkeys(GPU_STATES, 0))[state] += 1
+        endpoints = endpoints_by_site[s.pk]
+        card = SiteCard(
+            site=s, gpus=counts, nodes_total=len(nodes_by_site[s.pk]), endpoints_total=len(endpoints),
+            endpoints_unhealthy=sum(1 for e in endpoints if e.health == EndpointHealth.UNHEALTHY),
+            buildout=buildout_summary(milestones=milestones_by_site[s.pk], today=site_today(site=s, now=now)),
+            compliance=site_compliance(site=s, nodes=nodes_by_site[s.pk], gpus=gpus_by_site[s.pk],
+                                       endpoints=endpoints),
+            node_gpus=per_node,
+        )
+        node_rows = [{"hostname": n.hostname, "status": n.status, "last_seen_at": n.last_seen_at,
+                      "last_error": n.last_error} for n in nodes_by_site[s.pk]]
+        endpoint_rows = [{"name": e.name, "health": e.health, "last_error": e.last_error} for e in endpoints]
+        card.alerts = _site_alerts(card, node_rows, endpoint_rows, reverse("sites:site_detail", args=[s.slug]))
+        cards.append(card)
+    return cards
+
+
+@dataclass(frozen=True)
+class FleetTotals:
+    sites: int
+    gpus: dict[str, int]
+    power_capacity_kw: Decimal
+
+    @property
+    def gpus_total(self) -> int:
+        return sum(self.gpus.values())
+
+    def values(self) -> dict[str, str]:
+        return {
+            "sites": str(self.sites),
+            "gpus_total": str(self.gpus_total),
+            **{f"gpus_{s}": str(self.gpus[s]) for s in GPU_STATES},
+            "power_kw": f"{self.power_capacity_kw.normalize():,f} kW",
+        }
+
+    def fields(self) -> dict[str, str]:
+        return {f"fleet-{k}": v for k, v in self.values().items()}
+
+
+def fleet_totals(*, cards: list[SiteCard]) -> FleetTotals:
+    gpus = {state: sum(c.gpus[state] for c in cards) for state in GPU_STATES}
+    return FleetTotals(sites=len(cards), gpus=gpus,
+                       power_capacity_kw=sum((c.site.power_capacity_kw for c in cards), Decimal("0")))
+
+
+def live_payload(*, cards: list[SiteCard], now: dt.datetime, refresh_s: int, fleet: bool) -> dict:
+    """What the pages' live.js polls: field texts to set in place, stale keys, alerts, known site ids."""
+    fields: dict[str, str] = {}
+    stale: list[str] = []
+    alerts: list[dict] = []
+    for card in cards:
+        fields |= card.fields()
+        stale += card.stale_keys()
+        alerts += [{"level": a.level, "text": a.text, "url": a.url} for a in card.alerts]
+    if fleet:
+        fields |= fleet_totals(cards=cards).fields()
+    alerts.sort(key=lambda a: a["level"] != "bad")
+    return {
+        "updated_at": now.isoformat(),
+        "refresh_s": refresh_s,
+        "fields": fields,
+        "stale": stale,
+        "alerts": alerts,
+        "site_ids": [c.site.pk for c in cards],
+    }
