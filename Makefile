@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench install install-dev clean
+.PHONY: run test lint bench screenshots install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ lint: install-dev
 
 bench: install-dev
 	scripts/with_postgres.sh $(BIN)/python bench/run_all.py
+
+screenshots: install-dev
+	SCREENSHOT_DIR=$(CURDIR)/docs/img scripts/with_postgres.sh $(BIN)/pytest -q -m browser tests/browser
 
 clean:
 	rm -rf $(VENV) var staticfiles

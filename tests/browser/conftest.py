@@ -2,7 +2,8 @@
 
 `page_for("operator")` gives a logged-in page of the cast. Every page fails its test when the browser
 logs a console error or an uncaught exception, or when anything asks for a host other than 127.0.0.1 /
-localhost (the request is aborted and recorded). Screenshots go to docs/img/.
+localhost (the request is aborted and recorded). Screenshots go to var/screenshots/ (docs/img/ with
+`make screenshots`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                "--disable-sync"]
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
-DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
+# Test runs keep their screenshots in var/; `make screenshots` writes them to docs/img/ for the README.
+DOCS_IMG = Path(os.environ.get("SCREENSHOT_DIR") or Path(__file__).resolve().parents[2] / "var" / "screenshots")
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 
