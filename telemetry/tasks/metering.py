@@ -1,4 +1,8 @@
-"""Metering tasks: thin wrappers that load ids and call telemetry.metering_services."""
+"""Metering tasks: thin wrappers that load ids and call telemetry.metering_services.
+
+Queues are given where the tasks are sent (beat options in schedule_metering.py, apply_async in the fan-out):
+scrape tasks on `scrape`, the rollup on `rollup` (Celery deprecates the `queue` task attribute).
+"""
 
 from __future__ import annotations
 
@@ -14,12 +18,12 @@ __all__ = ["endpoints_scrape_schedule_task", "endpoints_scrape_task", "usage_rol
 _SCRAPE_SOFT_LIMIT_S = max(30, int(settings.SCRAPE_TIMEOUT_S * 4) + 20)
 
 
-@shared_task(name="telemetry.endpoints_scrape_schedule_task", queue="scrape", soft_time_limit=30, time_limit=60)
+@shared_task(name="telemetry.endpoints_scrape_schedule_task", soft_time_limit=30, time_limit=60)
 def endpoints_scrape_schedule_task() -> int:
     return metering_services.endpoints_scrape_schedule()
 
 
-@shared_task(name="telemetry.endpoints_scrape_task", queue="scrape",
+@shared_task(name="telemetry.endpoints_scrape_task",
              soft_time_limit=_SCRAPE_SOFT_LIMIT_S, time_limit=_SCRAPE_SOFT_LIMIT_S + 30)
 def endpoints_scrape_task(endpoint_ids: list[int]) -> dict:
     summary = metering_services.endpoints_scrape(endpoint_ids=endpoint_ids)
@@ -27,6 +31,6 @@ def endpoints_scrape_task(endpoint_ids: list[int]) -> dict:
             "deltas": summary.deltas, "skipped": summary.skipped}
 
 
-@shared_task(name="telemetry.usage_rollup_task", queue="rollup", soft_time_limit=240, time_limit=300)
+@shared_task(name="telemetry.usage_rollup_task", soft_time_limit=240, time_limit=300)
 def usage_rollup_task() -> int:
     return metering_services.usage_rollup()
