@@ -38,7 +38,7 @@ class Sample(NamedTuple):
 
 
 # A label value: anything but a quote, a backslash or a newline, or an escaped character.
-_VALUE = r'"((?:[^"\\\n]|\\.)*)"'
+_VALUE = r'"([^"\\\n]*(?:\\.[^"\\\n]*)*)"'
 _LABEL_NAME = r"[a-zA-Z_][a-zA-Z0-9_]*"
 # The common sample line: a legacy name, an optional well-formed label set, a value and an optional timestamp.
 _SAMPLE_RE = re.compile(
@@ -47,7 +47,8 @@ _SAMPLE_RE = re.compile(
     r"(?:[ \t]*" + _LABEL_NAME + r"[ \t]*=[ \t]*\"[^\"\\\n]*(?:\\.[^\"\\\n]*)*\")?[ \t]*)\})?"
     r"[ \t]+([^ \t\n]+)(?:[ \t]+([^ \t\n]+))?[ \t]*\r?"
 )
-_PAIR_RE = re.compile(r"(" + _LABEL_NAME + r")[ \t]*=[ \t]*" + _VALUE)
+# Consumes the separators too, so findall() walks the label set pair by pair instead of scanning inside values.
+_PAIR_RE = re.compile(r"[ \t]*(" + _LABEL_NAME + r")[ \t]*=[ \t]*" + _VALUE + r"[ \t]*,?")
 _ESCAPE_RE = re.compile(r'\\[\\n"]')
 _ESCAPES = {"\\\\": "\\", "\\n": "\n", '\\"': '"'}
 _TYPE_RE = re.compile(r"^[ \t]*#[ \t]+TYPE[ \t]+(\S+)[ \t]+(\S+)", re.M)
@@ -219,8 +220,23 @@ def parse(text: str, *, names: Collection[str] | None = None) -> list[Sample]:
 
 @functools.lru_cache(maxsize=64)
 def _names_regex(names: frozenset[str]) -> re.Pattern:
-    alternatives = "|".join(re.escape(name) for name in sorted(names, key=len, reverse=True))
-    return re.compile(r"(?:" + alternatives + r")[ \t{]")
+    """A regex matching a line that starts with one of `names`, shaped as a trie so a line fails fast."""
+    trie: dict = {}
+    for name in names:
+        node = trie
+        for ch in name:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+    return re.compile(_trie_pattern(trie) + r"[ \t{]")
+
+
+def _trie_pattern(node: dict) -> str:
+    end = "" in node
+    branches = [re.escape(ch) + _trie_pattern(child) for ch, child in sorted(node.items()) if ch]
+    if not branches:
+        return ""
+    body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+    return f"(?:{body})?" if end else body
 
 
 def parse_types(text: str) -> dict[str, str]:

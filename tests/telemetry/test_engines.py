@@ -77,10 +77,12 @@ def test_fixture_maps_to_its_printed_values(name: str) -> None:
 def test_vllm_sums_engines_and_prefers_new_names() -> None:
     # given two engines, and both the old and the new KV-cache name
     text = "\n".join([
-        'vllm:prompt_tokens_total{engine="0",model_name="m"} 10', 'vllm:prompt_tokens_total{engine="1",model_name="m"} 5',
+        'vllm:prompt_tokens_total{engine="0",model_name="m"} 10',
+        'vllm:prompt_tokens_total{engine="1",model_name="m"} 5',
         'vllm:generation_tokens_total{engine="0",model_name="m"} 7',
         'vllm:generation_tokens_total{engine="1",model_name="m"} 8',
-        'vllm:kv_cache_usage_perc{engine="0",model_name="m"} 0.5', 'vllm:kv_cache_usage_perc{engine="1",model_name="m"} 0.1',
+        'vllm:kv_cache_usage_perc{engine="0",model_name="m"} 0.5',
+        'vllm:kv_cache_usage_perc{engine="1",model_name="m"} 0.1',
         'vllm:gpu_cache_usage_perc{engine="0",model_name="m"} 0.9',
         'vllm:inter_token_latency_seconds_sum{engine="0",model_name="m"} 2.5',
         'vllm:inter_token_latency_seconds_count{engine="0",model_name="m"} 100',
@@ -149,7 +151,8 @@ def test_trtllm_serve_and_litellm_attribution_labels() -> None:
 
 def test_nim_2x_passes_vllm_names_through() -> None:
     # given a NIM 2.x page (vLLM backend names) registered as engine "nim"
-    text = 'vllm:prompt_tokens_total{model_name="meta/llama"} 9\nvllm:generation_tokens_total{model_name="meta/llama"} 4\n'
+    text = ('vllm:prompt_tokens_total{model_name="meta/llama"} 9\n'
+            'vllm:generation_tokens_total{model_name="meta/llama"} 4\n')
     # when
     scrape = normalize(text, engine="nim")
     # then

@@ -16,7 +16,6 @@ from django.urls import reverse
 
 from telemetry.models.metering import UsageRollup
 from telemetry.tasks.metering import usage_rollup_task
-from tests import factories
 from tests.telemetry.metering_server import EngineServer, vllm_page
 
 ROOT = Path(__file__).resolve().parents[2]

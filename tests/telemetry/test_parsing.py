@@ -35,7 +35,7 @@ def ours(text: str, **kwargs) -> list[tuple]:
 
 def same(a: list[tuple], b: list[tuple]) -> bool:
     def norm(rows):
-        return [(n, l, "nan" if math.isnan(v) else v, t) for n, l, v, t in rows]
+        return [(n, labels, "nan" if math.isnan(v) else v, t) for n, labels, v, t in rows]
 
     return norm(a) == norm(b)
 
