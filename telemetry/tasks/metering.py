@@ -1,1 +1,36 @@
-__all__: list[str] = []
+"""Metering tasks: thin wrappers that load ids and call telemetry.metering_services.
+
+Queues are given where the tasks are sent (beat options in schedule_metering.py, apply_async in the fan-out):
+scrape tasks on `scrape`, the rollup on `rollup` (Celery deprecates the `queue` task attribute).
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.conf import settings
+
+from telemetry import metering_services
+
+__all__ = ["endpoints_scrape_schedule_task", "endpoints_scrape_task", "usage_rollup_task"]
+
+# A batch fetches concurrently with a per-request deadline, so its wall time is about one timeout plus the
+# database write; the limits leave room for that and stop a stuck batch before the next round piles up.
+_SCRAPE_SOFT_LIMIT_S = max(30, int(settings.SCRAPE_TIMEOUT_S * 4) + 20)
+
+
+@shared_task(name="telemetry.endpoints_scrape_schedule_task", soft_time_limit=30, time_limit=60)
+def endpoints_scrape_schedule_task() -> int:
+    return metering_services.endpoints_scrape_schedule()
+
+
+@shared_task(name="telemetry.endpoints_scrape_task",
+             soft_time_limit=_SCRAPE_SOFT_LIMIT_S, time_limit=_SCRAPE_SOFT_LIMIT_S + 30)
+def endpoints_scrape_task(endpoint_ids: list[int]) -> dict:
+    summary = metering_services.endpoints_scrape(endpoint_ids=endpoint_ids)
+    return {"endpoints": summary.endpoints, "healthy": summary.healthy, "snapshots": summary.snapshots,
+            "deltas": summary.deltas, "skipped": summary.skipped}
+
+
+@shared_task(name="telemetry.usage_rollup_task", soft_time_limit=240, time_limit=300)
+def usage_rollup_task() -> int:
+    return metering_services.usage_rollup()

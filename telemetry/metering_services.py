@@ -1,0 +1,315 @@
+"""Writes of metering: scrape endpoints, record snapshots and reset-aware usage deltas, roll usage up.
+
+Invariants (DESIGN.md §5): a delta is `cur - prev`, or `cur` when any counter of the series went back or the
+process start time changed; a new series' first reading is a baseline; every write is keyed
+((series, scraped_at), (series, interval_end), (series, bucket, bucket_start)) so running anything twice
+changes nothing. Endpoint rows are locked (in id order) while a batch is recorded, so two workers recording
+the same endpoint never compute two deltas from the same previous snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from django.db import transaction
+from django.db.models import F, Max, Min, OuterRef, Subquery, Sum
+from django.db.models.functions import TruncDay, TruncHour
+from django.utils import timezone
+
+from sites.choices import EndpointHealth
+from sites.models import ServingEndpoint
+from telemetry.collectors import engines
+from telemetry.collectors.fetch import FetchPolicy, FetchResult, FetchTarget, fetch_many
+from telemetry.models.metering import CounterSnapshot, EngineSeries, UsageBucket, UsageDelta, UsageRollup
+from telemetry.parsing import ParseError
+
+logger = logging.getLogger(__name__)
+
+TOKEN_FIELDS = ("prompt_tokens", "generation_tokens", "requests_ok", "requests_failed", "ttft_count", "itl_count")
+FLOAT_COUNTER_FIELDS = ("ttft_sum_s", "itl_sum_s")
+COUNTER_FIELDS = TOKEN_FIELDS + FLOAT_COUNTER_FIELDS
+GAUGE_FIELDS = ("running", "waiting", "kv_cache_usage")
+# Deltas may arrive for an hour that was already rolled up (a slow batch); re-roll this far back every run.
+ROLLUP_LOOKBACK = dt.timedelta(hours=2)
+
+
+@dataclass
+class EndpointOutcome:
+    """What one scrape of one endpoint gave: normalized series, or the reason it failed."""
+
+    endpoint_id: int
+    scraped_at: dt.datetime
+    scrape: engines.EngineScrape | None = None
+    error: str | None = None
+
+
+@dataclass
+class RecordSummary:
+    endpoints: int = 0
+    healthy: int = 0
+    snapshots: int = 0
+    deltas: int = 0
+    skipped: int = 0  # readings at or before the series' latest snapshot (a retried or late poll)
+    errors: dict[int, str] = field(default_factory=dict)
+
+
+def series_key(*, model: str, labels: dict[str, str]) -> str:
+    canonical = json.dumps([model, sorted(labels.items())], separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def outcome_from_fetch(*, endpoint_id: int, engine: str, result: FetchResult) -> EndpointOutcome:
+    """Turn a fetched page into normalized series (or the reason it cannot be used)."""
+    scraped_at = dt.datetime.fromtimestamp(result.fetched_at, tz=dt.UTC)
+    if result.error is not None:
+        return EndpointOutcome(endpoint_id=endpoint_id, scraped_at=scraped_at, error=result.error)
+    try:
+        scrape = engines.normalize(result.text or "", engine=engine)
+    except ParseError as exc:
+        return EndpointOutcome(endpoint_id=endpoint_id, scraped_at=scraped_at, error=f"unparseable page: {exc}")
+    except engines.EngineError as exc:
+        return EndpointOutcome(endpoint_id=endpoint_id, scraped_at=scraped_at, error=str(exc))
+    return EndpointOutcome(endpoint_id=endpoint_id, scraped_at=scraped_at, scrape=scrape)
+
+
+def _as_int(value: float | None) -> int | None:
+    return None if value is None else int(round(value))
+
+
+def _reading_values(series: engines.EngineSeries) -> dict:
+    values: dict = {f: _as_int(getattr(series, f)) for f in TOKEN_FIELDS}
+    values.update({f: getattr(series, f) for f in FLOAT_COUNTER_FIELDS + GAUGE_FIELDS})
+    values["requests_by_reason"] = (
+        None if series.requests_by_reason is None
+        else {k: int(round(v)) for k, v in series.requests_by_reason.items()}
+    )
+    values["process_start_time_s"] = series.process_start_time_s
+    return values
+
+
+def _delta(prev: CounterSnapshot, cur: dict) -> tuple[dict, bool]:
+    """The usage between `prev` and the reading `cur` (mutated: missing counters carry prev's value).
+
+    A decrease of any counter, or a changed process start time, is a reset: the new values are the delta.
+    A counter missing now (NaN, or not printed this time) keeps the previous value so the next reading is
+    diffed against the last known one; a counter that first appears in an existing series is a baseline.
+    """
+    pst_prev, pst_cur = prev.process_start_time_s, cur["process_start_time_s"]
+    reset = pst_prev is not None and pst_cur is not None and pst_prev != pst_cur
+    prev_reasons = prev.requests_by_reason or {}
+    cur_reasons = cur["requests_by_reason"]
+    if not reset:
+        reset = any(
+            cur[f] is not None and getattr(prev, f) is not None and cur[f] < getattr(prev, f) for f in COUNTER_FIELDS
+        ) or any(k in prev_reasons and v < prev_reasons[k] for k, v in (cur_reasons or {}).items())
+    delta: dict = {}
+    for f in COUNTER_FIELDS:
+        before, now = getattr(prev, f), cur[f]
+        if now is None:
+            if before is not None and not reset:
+                cur[f] = before
+            delta[f] = 0
+        elif reset:
+            delta[f] = now
+        elif before is None:
+            delta[f] = 0
+        else:
+            delta[f] = now - before
+    reasons_delta: dict[str, int] = {}
+    if cur_reasons is not None or prev_reasons:
+        merged = dict(cur_reasons or {})
+        if not reset:
+            for k, v in prev_reasons.items():
+                merged.setdefault(k, v)
+        for k, v in merged.items():
+            d = v if reset else v - prev_reasons.get(k, v)
+            if d:
+                reasons_delta[k] = d
+        cur["requests_by_reason"] = merged
+    delta["requests_by_reason"] = reasons_delta
+    return delta, reset
+
+
+def scrape_outcomes_record(*, outcomes: Sequence[EndpointOutcome]) -> RecordSummary:
+    """Store one poll of many endpoints: health, series, snapshots and deltas, in one transaction."""
+    summary = RecordSummary(endpoints=len(outcomes))
+    if not outcomes:
+        return summary
+    ids = sorted({o.endpoint_id for o in outcomes})
+    with transaction.atomic():
+        endpoints = {
+            e.pk: e for e in ServingEndpoint.objects.select_for_update().filter(pk__in=ids).order_by("pk")
+        }
+        readings: list[tuple[EndpointOutcome, engines.EngineSeries, EngineSeries]] = []
+        series_rows: dict[tuple[int, str], EngineSeries] = {}
+        for outcome in outcomes:
+            endpoint = endpoints.get(outcome.endpoint_id)
+            if endpoint is None:
+                continue  # deleted since the poll was scheduled
+            endpoint.last_scraped_at = outcome.scraped_at
+            if outcome.scrape is None:
+                endpoint.health = EndpointHealth.UNHEALTHY
+                endpoint.last_error = (outcome.error or "unknown error")[:2000]
+                summary.errors[endpoint.pk] = endpoint.last_error
+                continue
+            endpoint.health = EndpointHealth.HEALTHY
+            endpoint.last_error = ""
+            endpoint.detected_engine = outcome.scrape.engine
+            summary.healthy += 1
+            for s in outcome.scrape.series:
+                model = s.model if s.model is not None else endpoint.served_model
+                key = series_key(model=model, labels=s.labels)
+                row = series_rows.get((endpoint.pk, key))
+                if row is None:
+                    row = EngineSeries(endpoint_id=endpoint.pk, key=key, model=model[:300], labels=s.labels,
+                                       first_seen_at=outcome.scraped_at, last_seen_at=outcome.scraped_at)
+                    series_rows[(endpoint.pk, key)] = row
+                else:
+                    row.last_seen_at = max(row.last_seen_at, outcome.scraped_at)
+                readings.append((outcome, s, row))
+        ServingEndpoint.objects.bulk_update(
+            list(endpoints.values()), ["health", "last_error", "last_scraped_at", "detected_engine"]
+        )
+        if not series_rows:
+            return summary
+        rows = EngineSeries.objects.bulk_create(
+            list(series_rows.values()), update_conflicts=True, unique_fields=["endpoint", "key"],
+            update_fields=["last_seen_at"],
+        )
+        pk_by_key = {(r.endpoint_id, r.key): r.pk for r in rows}
+        if any(pk is None for pk in pk_by_key.values()):  # a backend that does not return ids on upsert
+            pk_by_key = dict(
+                ((e, k), pk) for e, k, pk in EngineSeries.objects.filter(endpoint_id__in=ids)
+                .values_list("endpoint_id", "key", "pk")
+            )
+        latest = _latest_snapshots(series_ids=set(pk_by_key.values()))
+        snapshots: list[CounterSnapshot] = []
+        deltas: list[UsageDelta] = []
+        for outcome, s, row in sorted(readings, key=lambda r: r[0].scraped_at):
+            series_id = pk_by_key[(row.endpoint_id, row.key)]
+            prev = latest.get(series_id)
+            if prev is not None and prev.scraped_at >= outcome.scraped_at:
+                summary.skipped += 1
+                continue
+            values = _reading_values(s)
+            if prev is not None:
+                delta, reset = _delta(prev, values)
+                deltas.append(UsageDelta(
+                    series_id=series_id, endpoint_id=row.endpoint_id, interval_start=prev.scraped_at,
+                    interval_end=outcome.scraped_at, reset=reset, **delta,
+                ))
+            snapshot = CounterSnapshot(series_id=series_id, scraped_at=outcome.scraped_at, **values)
+            snapshots.append(snapshot)
+            latest[series_id] = snapshot
+        CounterSnapshot.objects.bulk_create(snapshots, ignore_conflicts=True)
+        UsageDelta.objects.bulk_create(deltas, ignore_conflicts=True)
+        summary.snapshots, summary.deltas = len(snapshots), len(deltas)
+    return summary
+
+
+def _latest_snapshots(*, series_ids: Iterable[int]) -> dict[int, CounterSnapshot]:
+    ids = list(series_ids)
+    if not ids:
+        return {}
+    newest = CounterSnapshot.objects.filter(series_id=OuterRef("pk")).order_by("-scraped_at").values("pk")[:1]
+    snapshot_ids = [
+        pk for pk in EngineSeries.objects.filter(pk__in=ids).annotate(last=Subquery(newest))
+        .values_list("last", flat=True) if pk is not None
+    ]
+    return {s.series_id: s for s in CounterSnapshot.objects.filter(pk__in=snapshot_ids)}
+
+
+def endpoints_fetch(*, endpoints: Sequence[ServingEndpoint], policy: FetchPolicy | None = None,
+                    concurrency: int = 256) -> list[EndpointOutcome]:
+    """Fetch and normalize the endpoints' pages concurrently (no database writes)."""
+    policy = policy or FetchPolicy.from_settings()
+    targets = [FetchTarget(key=e.pk, url=e.metrics_url, bearer_token=e.bearer_token) for e in endpoints]
+    results = asyncio.run(fetch_many(targets, policy, concurrency=concurrency))
+    engine_of = {e.pk: e.engine for e in endpoints}
+    return [outcome_from_fetch(endpoint_id=r.key, engine=engine_of[r.key], result=r) for r in results]
+
+
+def endpoints_scrape(*, endpoint_ids: Sequence[int], concurrency: int = 256) -> RecordSummary:
+    """Poll these endpoints once: fetch concurrently, then record everything in one transaction."""
+    endpoints = list(ServingEndpoint.objects.filter(pk__in=endpoint_ids, enabled=True).order_by("pk"))
+    outcomes = endpoints_fetch(endpoints=endpoints, concurrency=concurrency)
+    summary = scrape_outcomes_record(outcomes=outcomes)
+    for endpoint_id, error in summary.errors.items():
+        logger.info("endpoint %s unhealthy: %s", endpoint_id, error)
+    return summary
+
+
+def endpoints_scrape_schedule(*, batch_size: int = 250, expires_s: float | None = None) -> int:
+    """Fan out: enqueue one scrape task per batch of enabled endpoints on queue `scrape`. Returns the batches."""
+    from django.conf import settings
+
+    from telemetry.tasks.metering import endpoints_scrape_task
+
+    expires = expires_s if expires_s is not None else settings.ENGINE_SCRAPE_INTERVAL_S
+    ids = list(ServingEndpoint.objects.filter(enabled=True).order_by("pk").values_list("pk", flat=True))
+    batches = [ids[i:i + batch_size] for i in range(0, len(ids), batch_size)]
+    for batch in batches:
+        endpoints_scrape_task.apply_async(kwargs={"endpoint_ids": batch}, queue="scrape", expires=expires)
+    return len(batches)
+
+
+_SUMS = ("prompt_tokens", "generation_tokens", "requests_ok", "requests_failed", "ttft_sum_s", "ttft_count",
+         "itl_sum_s", "itl_count")
+
+
+def usage_rollup(*, now: dt.datetime | None = None) -> int:
+    """Recompute hourly then daily usage rollups from the last rolled-up hour (minus a lookback) to now.
+
+    Catches up after any downtime (it starts from the last hour it wrote, or the first delta), and is
+    idempotent: each bucket is recomputed from the facts and upserted. Returns the hourly rows written.
+    """
+    now = now or timezone.now()
+    last = UsageRollup.objects.filter(bucket=UsageBucket.HOUR).aggregate(m=Max("bucket_start"))["m"]
+    if last is not None:
+        start = last - ROLLUP_LOOKBACK
+    else:
+        start = UsageDelta.objects.aggregate(m=Min("interval_end"))["m"]
+        if start is None:
+            return 0
+    start = start.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
+    hourly = (
+        UsageDelta.objects.filter(interval_end__gte=start, interval_end__lte=now)
+        .annotate(b=TruncHour("interval_end", tzinfo=dt.UTC))
+        .values("series_id", "endpoint_id", "b")
+        .annotate(model=F("series__model"), **{f"s_{f}": Sum(f) for f in _SUMS})
+        .order_by()
+    )
+    rows = [
+        UsageRollup(series_id=r["series_id"], endpoint_id=r["endpoint_id"], model=r["model"],
+                    bucket=UsageBucket.HOUR, bucket_start=r["b"], **{f: r[f"s_{f}"] or 0 for f in _SUMS})
+        for r in hourly
+    ]
+    _upsert_rollups(rows)
+    day_start = start.replace(hour=0)
+    daily = (
+        UsageRollup.objects.filter(bucket=UsageBucket.HOUR, bucket_start__gte=day_start)
+        .annotate(b=TruncDay("bucket_start", tzinfo=dt.UTC))
+        .values("series_id", "endpoint_id", "model", "b")
+        .annotate(**{f"s_{f}": Sum(f) for f in _SUMS})
+        .order_by()
+    )
+    _upsert_rollups([
+        UsageRollup(series_id=r["series_id"], endpoint_id=r["endpoint_id"], model=r["model"],
+                    bucket=UsageBucket.DAY, bucket_start=r["b"], **{f: r[f"s_{f}"] or 0 for f in _SUMS})
+        for r in daily
+    ])
+    return len(rows)
+
+
+def _upsert_rollups(rows: list[UsageRollup]) -> None:
+    if rows:
+        UsageRollup.objects.bulk_create(
+            rows, update_conflicts=True, unique_fields=["series", "bucket", "bucket_start"],
+            update_fields=["model", *_SUMS], batch_size=1000,
+        )
