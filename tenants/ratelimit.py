@@ -40,13 +40,13 @@ def hit(scope: str, ident: str) -> bool:
     return count <= limit
 
 
-def rate_limited(scope: str) -> Callable:
-    """Limit POSTs of a view per client address; GETs are free (they change nothing)."""
+def rate_limited(scope: str, methods: tuple[str, ...] = ("POST",)) -> Callable:
+    """Limit a view's requests of `methods` per client address (token links are GETs, forms are POSTs)."""
 
     def decorator(view: Callable) -> Callable:
         @functools.wraps(view)
         def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-            if request.method == "POST" and not hit(scope, client_ip(request)):
+            if request.method in methods and not hit(scope, client_ip(request)):
                 return TemplateResponse(request, "tenants/rate_limited.html", status=429)
             return view(request, *args, **kwargs)
 

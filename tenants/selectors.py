@@ -99,13 +99,25 @@ def attribution_rule_list(*, user: User) -> QuerySet[AttributionRule]:
     return AttributionRule.objects.visible_to(user).select_related("endpoint", "endpoint__site", "tenant")
 
 
+def partner_rule_list(*, user: User) -> QuerySet[AttributionRule]:
+    return AttributionRule.objects.of_partner_staff(user).select_related("endpoint", "endpoint__site", "tenant")
+
+
 def price_plan_list(*, user: User) -> QuerySet[PricePlan]:
     return PricePlan.objects.visible_to(user).select_related("partner").prefetch_related("rates")
+
+
+def partner_price_plan_list(*, user: User) -> QuerySet[PricePlan]:
+    return PricePlan.objects.of_partner_staff(user).select_related("partner").prefetch_related("rates")
 
 
 def audit_list(*, user: User, tenant: Tenant | None = None) -> QuerySet[AuditEvent]:
     qs = AuditEvent.objects.visible_to(user).select_related("tenant")
     return qs.filter(tenant=tenant) if tenant is not None else qs
+
+
+def partner_audit_list(*, user: User) -> QuerySet[AuditEvent]:
+    return AuditEvent.objects.of_partner_staff(user).select_related("tenant", "partner")
 
 
 def partner_writable_ids(*, user: User) -> set[int]:
