@@ -33,6 +33,7 @@ class AllocationSerializer(serializers.ModelSerializer):
     gpu = VisibleRelatedField(queryset=Gpu.objects.all(), required=False, allow_null=True)
     mig_device = VisibleRelatedField(queryset=MigDevice.objects.all(), required=False, allow_null=True)
     endpoint = VisibleRelatedField(queryset=ServingEndpoint.objects.all(), required=False, allow_null=True)
+    tenant_name = serializers.CharField(source="tenant.name", read_only=True)
     kind = serializers.CharField(read_only=True)
     target_label = serializers.CharField(read_only=True)
     active = serializers.SerializerMethodField()
@@ -40,8 +41,8 @@ class AllocationSerializer(serializers.ModelSerializer):
     class Meta:
         model = Allocation
         fields = [
-            "id", "tenant", "kind", "gpu", "mig_device", "endpoint", "target_label", "starts_at", "ends_at",
-            "active", "note", "created_at",
+            "id", "tenant", "tenant_name", "kind", "gpu", "mig_device", "endpoint", "target_label", "starts_at",
+            "ends_at", "active", "note", "created_at",
         ]
         read_only_fields = ["created_at"]
         extra_kwargs = {"starts_at": {"required": False}}
@@ -59,12 +60,14 @@ class AllocationSerializer(serializers.ModelSerializer):
 class AttributionRuleSerializer(serializers.ModelSerializer):
     endpoint = VisibleRelatedField(queryset=ServingEndpoint.objects.all())
     tenant = VisibleRelatedField(queryset=Tenant.objects.all())
+    endpoint_name = serializers.CharField(source="endpoint.name", read_only=True)
+    tenant_name = serializers.CharField(source="tenant.name", read_only=True)
     matcher = serializers.CharField(read_only=True)
 
     class Meta:
         model = AttributionRule
-        fields = ["id", "endpoint", "label", "value", "matcher", "tenant", "effective_from", "effective_to",
-                  "created_at"]
+        fields = ["id", "endpoint", "endpoint_name", "label", "value", "matcher", "tenant", "tenant_name",
+                  "effective_from", "effective_to", "created_at"]
         read_only_fields = ["created_at"]
         extra_kwargs = {"effective_from": {"required": False}, "label": {"required": False},
                         "value": {"required": False}}
