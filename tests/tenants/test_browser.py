@@ -39,6 +39,12 @@ def browser_page(monkeypatch):
             yield browser
         finally:
             browser.close()
+            # Inside Playwright's event loop Django's connections are per asyncio context (asgiref Local): the
+            # ORM calls made here got their own connection, which must be closed here or the test database
+            # cannot be dropped at the end of the run.
+            from django.db import connections
+
+            connections.close_all()
 
 
 @pytest.mark.django_db(transaction=True)
