@@ -135,6 +135,7 @@ DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "factory-portal@localhost")
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
+        "tenants.authentication.ApiKeyAuthentication",  # tenant API keys: Authorization: Bearer fpk_...
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -160,6 +161,9 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {"EngineEnum": "sites.choices.Engine"},
 }
+
+# Cache-based limits on HTML forms per client address (DRF endpoints use the throttles above).
+HTML_RATE_LIMITS = {"signup": envstr("RATE_SIGNUP", "10/hour"), "token": envstr("RATE_TOKEN_LINKS", "30/hour")}
 
 # Celery. The embedded default is kombu's filesystem transport under var/, so `make run`
 # needs no broker server; production sets CELERY_BROKER_URL=redis://...

@@ -1,6 +1,9 @@
-"""The fixed cast (STYLE.md): operator and viewer at partner A, outsider at partner B.
+"""The fixed cast (STYLE.md): operator and viewer at partner A, outsider at partner B; alice (admin) and bob
+(member) of tenant A, a customer of partner A; charlie (admin) of tenant B, a customer of partner B.
 
-Apps extend the cast (tenants add alice and charlie) in this file's `world` fixture.
+Tenants sit on different partners so every "other side" object (`*_b` for partner A's people and tenant A's
+people, `*_a` for partner B's and tenant B's) is invisible to the actor. Isolation between two tenants of the
+SAME partner is tested separately (tests/tenants/test_isolation.py adds a sibling tenant of partner A).
 """
 
 from __future__ import annotations
@@ -51,7 +54,50 @@ def world(db) -> World:
             f"partner_{suffix}": partner, f"site_{suffix}": site, f"node_{suffix}": node,
             f"gpu_{suffix}": gpu, f"endpoint_{suffix}": endpoint,
         })
+    _add_tenants(w)
     return w
+
+
+def _add_tenants(w: World) -> None:
+    """Tenant A (partner A): alice admin, bob member; tenant B (partner B): charlie admin. Each has a price
+    plan, a GPU allocation, a whole-endpoint attribution rule, a capacity request and an API key. Partner A also
+    has a pending tenant (email confirmed, one pending request) for the decision routes."""
+    from tenants import services as tenant_services
+
+    for suffix, admin in (("a", "alice"), ("b", "charlie")):
+        partner = w.objects[f"partner_{suffix}"]
+        plan = factories.PricePlanFactory(partner=partner, name=f"Standard {suffix.upper()}")
+        factories.PriceRateFactory(plan=plan, model=f"model-{suffix}")
+        tenant = factories.TenantFactory(partner=partner, name=f"Tenant {suffix.upper()} Labs",
+                                         slug=f"tenant-{suffix}", price_plan=plan)
+        user = factories.UserFactory(username=admin, email=f"{admin}@tenant-{suffix}.example.test")
+        factories.TenantMembershipFactory(user=user, tenant=tenant, role="admin")
+        w.users[admin] = user
+        request = factories.CapacityRequestFactory(tenant=tenant, models_requested=[f"model-{suffix}"])
+        allocation = factories.AllocationFactory(tenant=tenant, gpu=w.objects[f"gpu_{suffix}"], note=f"note-{suffix}")
+        rule = factories.AttributionRuleFactory(tenant=tenant, endpoint=w.objects[f"endpoint_{suffix}"])
+        key, raw = tenant_services.api_key_create(tenant=tenant, by=user, name=f"key-{suffix}")
+        w.objects.update({
+            f"plan_{suffix}": plan, f"tenant_{suffix}": tenant, f"request_{suffix}": request,
+            f"allocation_{suffix}": allocation, f"rule_{suffix}": rule, f"api_key_{suffix}": key,
+            f"api_key_raw_{suffix}": raw,
+        })
+    bob = factories.UserFactory(username="bob", email="bob@tenant-a.example.test")
+    factories.TenantMembershipFactory(user=bob, tenant=w.tenant_a, role="member")
+    w.users["bob"] = bob
+    pending = factories.TenantFactory(partner=w.partner_a, name="Pending Co", slug="pending-co", status="pending")
+    w.objects["tenant_pending"] = pending
+    w.objects["request_pending"] = factories.CapacityRequestFactory(tenant=pending, models_requested=["model-p"])
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Rate-limit counters live in the cache: every test starts with none."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture

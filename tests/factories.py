@@ -99,3 +99,89 @@ class ServingEndpointFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"endpoint-{n}")
     engine = "vllm"
     metrics_url = factory.Sequence(lambda n: f"http://127.0.0.1:{9000 + n}/metrics")
+
+
+# ---------------------------------------------------------------- tenants
+
+from django.utils import timezone  # noqa: E402
+
+from tenants.choices import TenantRole, TenantStatus  # noqa: E402
+from tenants.models import (  # noqa: E402
+    Allocation,
+    AttributionRule,
+    CapacityRequest,
+    PricePlan,
+    PriceRate,
+    Tenant,
+    TenantMembership,
+)
+
+
+class PricePlanFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = PricePlan
+
+    partner = factory.SubFactory(PartnerFactory)
+    name = factory.Sequence(lambda n: f"Plan {n}")
+    currency = "USD"
+    effective_from = dt.date(2026, 1, 1)
+
+
+class PriceRateFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = PriceRate
+
+    plan = factory.SubFactory(PricePlanFactory)
+    model = "*"
+    input_price_per_mtok = Decimal("0.20")
+    output_price_per_mtok = Decimal("0.60")
+
+
+class TenantFactory(factory.django.DjangoModelFactory):
+    """An approved tenant with a confirmed email (the state most tests start from)."""
+
+    class Meta:
+        model = Tenant
+
+    partner = factory.SubFactory(PartnerFactory)
+    name = factory.Sequence(lambda n: f"Tenant {n}")
+    slug = factory.Sequence(lambda n: f"tenant-{n}")
+    contact_email = factory.LazyAttribute(lambda o: f"admin@{o.slug}.example.test")
+    email_confirmed_at = factory.LazyFunction(timezone.now)
+    status = TenantStatus.APPROVED
+
+
+class TenantMembershipFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = TenantMembership
+
+    user = factory.SubFactory(UserFactory)
+    tenant = factory.SubFactory(TenantFactory)
+    role = TenantRole.ADMIN
+
+
+class CapacityRequestFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = CapacityRequest
+
+    tenant = factory.SubFactory(TenantFactory)
+    models_requested = factory.LazyFunction(lambda: ["meta-llama/Llama-3.1-8B-Instruct"])
+    gpu_count = 2
+    expected_tokens_per_month = 5_000_000_000
+    start_date = factory.LazyFunction(lambda: timezone.localdate() + dt.timedelta(days=7))
+
+
+class AllocationFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Allocation
+
+    tenant = factory.SubFactory(TenantFactory)
+    starts_at = factory.LazyFunction(lambda: timezone.now() - dt.timedelta(days=1))
+
+
+class AttributionRuleFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = AttributionRule
+
+    tenant = factory.SubFactory(TenantFactory)
+    effective_from = factory.LazyFunction(lambda: timezone.now() - dt.timedelta(days=1))

@@ -2,7 +2,7 @@
 
 from dataclasses import replace
 
-from tests.matrix import LOGIN, Case, reads, writes
+from tests.matrix import LOGIN, Case, reads, tenant_people, writes
 
 
 def _milestone(w):
@@ -16,11 +16,14 @@ def _milestone(w):
 site_a = lambda w: {"slug": w.site_a.slug}  # noqa: E731
 milestone_a = lambda w: {"slug": w.site_a.slug, "pk": _milestone(w).pk}  # noqa: E731
 site_name = lambda w, o: [getattr(w, f"site_{o}").name]  # noqa: E731
-everyone = {"anonymous": 401, "operator": 200, "viewer": 200, "outsider": 200}
+# Partner dashboards' JSON: any partner member gets their own (scoped) figures; tenant people have no sites, so
+# they get an empty overview, never another organisation's data.
+everyone = {"anonymous": 401, "operator": 200, "viewer": 200, "outsider": 200, **tenant_people(200)}
 
 CASES = [
+    # Tenant people are sent to their own home.
     Case("home", id="home shows only own sites", hides=site_name,
-         expect={"anonymous": LOGIN, "operator": 200, "viewer": 200, "outsider": 200}),
+         expect={"anonymous": LOGIN, "operator": 200, "viewer": 200, "outsider": 200, **tenant_people(302)}),
     Case("sites:overview_data", expect=everyone,
          hides=lambda w, o: [f"/sites/{getattr(w, f'site_{o}').slug}/", f"site-{getattr(w, f'site_{o}').pk}-"]),
     Case("sites:overview_chart", kwargs=lambda w: {"name": "gpu_states"}, expect=everyone, hides=site_name),
