@@ -82,7 +82,7 @@ def gpu_report_ingest(*, node_id: int, report: NodeReading, now: dt.datetime | N
         if gpu is None:
             gpu = Gpu.objects.create(node=node, uuid=reading.uuid, **_gpu_fields(reading, report))
             created += 1
-        elif gpu.last_seen_at is None or report.ts >= gpu.last_seen_at:
+        elif newest and (gpu.last_seen_at is None or report.ts >= gpu.last_seen_at):
             for key, value in _gpu_fields(reading, report).items():
                 setattr(gpu, key, value)
             gpu.updated_at = now

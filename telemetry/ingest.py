@@ -80,6 +80,7 @@ def gpu_samples_write(*, rows: Sequence[SampleRow]) -> int:
 
 
 def _write_bulk_create(rows: Sequence[SampleRow]) -> int:
+    gpu_sample_partitions_ensure(days=_days(rows))
     before = GpuSample.objects.count() if connection.vendor != "postgresql" else None
     objects = [GpuSample(**dict(zip(SAMPLE_COLUMNS, row, strict=True))) for row in rows]
     GpuSample.objects.bulk_create(objects, ignore_conflicts=True, batch_size=2000)

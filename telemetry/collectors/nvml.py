@@ -205,14 +205,15 @@ class NvmlReader:
             self.initialized = False
             return NodeReading(hostname=self.hostname, ts=now, error=f"NVML unavailable: {reason_of(exc)}",
                                complete=False)
-        driver = self._optional(self.nvml.nvmlSystemGetDriverVersion, {}, "driver_version")
-        cuda = self._optional(self.nvml.nvmlSystemGetCudaDriverVersion, {}, "cuda_driver_version")
         try:
+            driver = self._optional(self.nvml.nvmlSystemGetDriverVersion, {}, "driver_version")
+            cuda = self._optional(self.nvml.nvmlSystemGetCudaDriverVersion, {}, "cuda_driver_version")
             count = self.nvml.nvmlDeviceGetCount()
         except self.nvml.NVMLError as exc:
+            # The session broke under us (driver unloaded, GPU fell off the bus): nothing readable this cycle.
             self.needs_reinit = True
-            return NodeReading(hostname=self.hostname, ts=now, driver_version=driver and _text(driver),
-                               error=f"NVML device count failed: {reason_of(exc)}", complete=False)
+            return NodeReading(hostname=self.hostname, ts=now, error=f"NVML failed: {reason_of(exc)}",
+                               complete=False)
         gpus: list[GpuReading] = []
         faults: list[GpuFault] = []
         for index in range(count):
