@@ -12,7 +12,7 @@ import datetime as dt
 from decimal import Decimal
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Max, Sum
+from django.db.models import Count, Max, Q, Sum
 from django.db.models.functions import TruncHour
 
 from factory_portal.crypto import hash_token
@@ -87,7 +87,7 @@ def site_energy_j(*, user: User, site: Site, start: dt.datetime, end: dt.datetim
     """Energy of the site's GPUs over [start, end) in joules: `{"energy_j": Decimal, "estimated": bool}`.
     Exact (sum of counter deltas) where GPUs have energy counters; buckets are whole minutes."""
     agg = SiteGpuRollup1m.objects.visible_to(user).filter(site=site, bucket__gte=start, bucket__lt=end).aggregate(
-        energy=Sum("energy_j"), estimated=Max("energy_estimated"))
+        energy=Sum("energy_j"), estimated=Count("pk", filter=Q(energy_estimated=True)))
     return {"energy_j": agg["energy"] if agg["energy"] is not None else Decimal(0),
             "estimated": bool(agg["estimated"])}
 
