@@ -46,8 +46,8 @@ def _gpu_fields(reading: GpuReading, report: NodeReading) -> dict:
     }
 
 
-GPU_SYNC_FIELDS = ["index", "name", "memory_total_bytes", "serial", "pci_bus_id", "driver_version",
-                   "cuda_driver_version", "mig_mode", "status", "last_seen_at", "last_error", "updated_at"]
+STATIC_SYNC_FIELDS = ["index", "name", "memory_total_bytes", "serial", "pci_bus_id", "driver_version",
+                      "cuda_driver_version", "mig_mode"]
 
 
 @transaction.atomic
@@ -76,26 +76,32 @@ def gpu_report_ingest(*, node_id: int, report: NodeReading, now: dt.datetime | N
 
     gpu_ids: dict[str, int] = {}
     created = 0
-    to_update: list[Gpu] = []
+    refreshed: list[int] = []
     for reading in report.gpus:
         gpu = known.get(reading.uuid)
+        fields = _gpu_fields(reading, report)
         if gpu is None:
-            gpu = Gpu.objects.create(node=node, uuid=reading.uuid, **_gpu_fields(reading, report))
+            gpu = Gpu.objects.create(node=node, uuid=reading.uuid, **fields)
             created += 1
         elif newest and (gpu.last_seen_at is None or report.ts >= gpu.last_seen_at):
-            for key, value in _gpu_fields(reading, report).items():
-                setattr(gpu, key, value)
-            gpu.updated_at = now
-            to_update.append(gpu)
+            # Most cycles change nothing but last_seen_at: one UPDATE for all of those below, a save
+            # only for a GPU whose description changed (driver update, MIG reconfiguration...).
+            changed = [k for k in STATIC_SYNC_FIELDS if getattr(gpu, k) != fields[k]]
+            if changed:
+                for key in changed:
+                    setattr(gpu, key, fields[key])
+                gpu.save(update_fields=[*changed, "updated_at"])
+            refreshed.append(gpu.pk)
         gpu_ids[reading.uuid] = gpu.pk
-    if to_update:
-        Gpu.objects.bulk_update(to_update, GPU_SYNC_FIELDS)
+    if refreshed:
+        Gpu.objects.filter(pk__in=refreshed).update(status=GpuStatus.OK, last_seen_at=report.ts, last_error="",
+                                                    updated_at=now)
     _sync_mig_devices(report=report, gpu_ids=gpu_ids, now=now)
 
     lost = 0
     if newest:
         seen = set(gpu_ids.values())
-        node_gpus = {g.index: g for g in Gpu.objects.filter(node=node).exclude(pk__in=seen)}
+        node_gpus = {g.index: g for g in Gpu.objects.filter(node=node).exclude(pk__in=seen)} if report.faults else {}
         by_uuid = {g.uuid: g for g in node_gpus.values()}
         for fault in report.faults:
             gpu = by_uuid.get(fault.uuid) if fault.uuid else node_gpus.get(fault.index)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from django.db import connection, transaction
@@ -27,47 +27,78 @@ SAMPLE_COLUMNS: tuple[str, ...] = (
 )
 TABLE = GpuSample._meta.db_table
 STAGE = "telemetry_gpusample_stage"
+CHUNK_ROWS = 2000
 
 SampleRow = tuple[Any, ...]
 
 
 def sample_row(*, gpu_id: int, reading: GpuReading, source: str) -> SampleRow:
-    """One raw-sample row in `SAMPLE_COLUMNS` order."""
+    """One raw-sample row in `SAMPLE_COLUMNS` order (`unsupported` stays a tuple of pairs until written)."""
     r = reading
     return (
         gpu_id, r.ts, source, r.util_pct, r.memory_util_pct, r.memory_used_bytes, r.power_w, r.energy_mj,
         r.temperature_c, r.sm_clock_mhz, r.mem_clock_mhz, r.throttle_reasons, r.ecc_uncorrected_errors,
-        r.retired_pages_pending, r.remapped_rows_uncorrectable, dict(r.unsupported) if r.unsupported else None,
+        r.retired_pages_pending, r.remapped_rows_uncorrectable, r.unsupported or None,
     )
 
 
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+NULL = "\\N"
 
 
-def _copy_value(value: Any) -> str:
-    # PostgreSQL COPY text format: \N is NULL; backslash, tab and newlines are escaped.
-    if value is None:
-        return "\\N"
-    if value is True:
-        return "t"
-    if value is False:
-        return "f"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return json.dumps(value).translate(_ESCAPES)
-    return str(value).translate(_ESCAPES)
+def _text(value: str) -> str:
+    return value.translate(_ESCAPES)
+
+
+def _json(pairs: tuple[tuple[str, str], ...] | dict) -> str:
+    return json.dumps(dict(pairs)).translate(_ESCAPES)
+
+
+def copy_chunks(rows: Iterable[SampleRow], *, chunk_rows: int = CHUNK_ROWS) -> Iterator[str]:
+    """The rows as PostgreSQL COPY text (tab-separated, \\N for NULL, backslash escapes), in chunks.
+
+    Written out per column on purpose: this loop is most of the ingest path's CPU time, and the readings
+    of one cycle share their timestamp and their unsupported-field reasons, so those are formatted once.
+    """
+    ts_text: dict[dt.datetime, str] = {}
+    json_text: dict[object, str] = {}
+    lines = []
+    append = lines.append
+    for (gpu_id, ts, source, util, mutil, mem, power, energy, temp, sm, memclk, throttle, ecc, retired, remapped,
+         unsupported) in rows:
+        t = ts_text.get(ts)
+        if t is None:
+            t = ts_text[ts] = ts.isoformat()
+        if unsupported is None:
+            u = NULL
+        else:
+            key = unsupported if isinstance(unsupported, tuple) else json.dumps(unsupported, sort_keys=True)
+            u = json_text.get(key)
+            if u is None:
+                u = json_text[key] = _json(unsupported)
+        append(
+            f"{gpu_id}\t{t}\t{_text(source)}\t{NULL if util is None else util}\t"
+            f"{NULL if mutil is None else mutil}\t{NULL if mem is None else mem}\t"
+            f"{NULL if power is None else repr(power)}\t{NULL if energy is None else energy}\t"
+            f"{NULL if temp is None else temp}\t{NULL if sm is None else sm}\t{NULL if memclk is None else memclk}\t"
+            f"{NULL if throttle is None else throttle}\t{NULL if ecc is None else ecc}\t"
+            f"{NULL if retired is None else ('t' if retired else 'f')}\t{NULL if remapped is None else remapped}\t"
+            f"{u}\n"
+        )
+        if len(lines) >= chunk_rows:
+            yield "".join(lines)
+            lines.clear()
+    if lines:
+        yield "".join(lines)
 
 
 def copy_text(rows: Iterable[SampleRow]) -> str:
-    """The rows as COPY text (one line per row, tab-separated)."""
-    return "".join("\t".join([_copy_value(v) for v in row]) + "\n" for row in rows)
+    """All rows as one COPY text."""
+    return "".join(copy_chunks(rows))
 
 
 def _days(rows: Sequence[SampleRow]) -> set[dt.date]:
-    return {row[1].astimezone(dt.UTC).date() for row in rows}
+    return {ts.astimezone(dt.UTC).date() for ts in {row[1] for row in rows}}
 
 
 def gpu_samples_write(*, rows: Sequence[SampleRow]) -> int:
@@ -82,7 +113,12 @@ def gpu_samples_write(*, rows: Sequence[SampleRow]) -> int:
 def _write_bulk_create(rows: Sequence[SampleRow]) -> int:
     gpu_sample_partitions_ensure(days=_days(rows))
     before = GpuSample.objects.count() if connection.vendor != "postgresql" else None
-    objects = [GpuSample(**dict(zip(SAMPLE_COLUMNS, row, strict=True))) for row in rows]
+    objects = []
+    for row in rows:
+        values = dict(zip(SAMPLE_COLUMNS, row, strict=True))
+        if values["unsupported"] is not None:
+            values["unsupported"] = dict(values["unsupported"])
+        objects.append(GpuSample(**values))
     GpuSample.objects.bulk_create(objects, ignore_conflicts=True, batch_size=2000)
     # bulk_create(ignore_conflicts) cannot say how many rows were new; count when it is cheap (SQLite).
     return GpuSample.objects.count() - before if before is not None else len(rows)
@@ -92,13 +128,15 @@ def _write_postgresql(rows: Sequence[SampleRow]) -> int:
     import psycopg
 
     columns = ", ".join(SAMPLE_COLUMNS)
-    data = copy_text(rows)
     with transaction.atomic():
         gpu_sample_partitions_ensure(days=_days(rows))
         try:
             with transaction.atomic(), connection.cursor() as cursor:
                 with cursor.cursor.copy(f"COPY {TABLE} ({columns}) FROM STDIN") as copy:
-                    copy.write(data)
+                    # Chunks go out while the next ones are formatted: the server parses and inserts
+                    # on the other core in the meantime.
+                    for chunk in copy_chunks(rows):
+                        copy.write(chunk)
             return len(rows)
         except psycopg.errors.UniqueViolation:
             pass  # a replay, or overlapping batches: de-duplicate through the staging table
@@ -108,7 +146,8 @@ def _write_postgresql(rows: Sequence[SampleRow]) -> int:
             )
             cursor.execute(f"TRUNCATE {STAGE}")
             with cursor.cursor.copy(f"COPY {STAGE} ({columns}) FROM STDIN") as copy:
-                copy.write(data)
+                for chunk in copy_chunks(rows):
+                    copy.write(chunk)
             cursor.execute(
                 f"INSERT INTO {TABLE} ({columns}) SELECT {columns} FROM {STAGE} ON CONFLICT DO NOTHING"
             )
