@@ -17,7 +17,7 @@ from django.db import connection, transaction
 
 from telemetry.collectors.nvml import GpuReading
 from telemetry.models import GpuSample
-from telemetry.retention import gpu_sample_partitions_ensure
+from telemetry.retention import forget_known_partitions, gpu_sample_partitions_ensure
 
 # Column order of the COPY text and of the tuples built by `sample_row`.
 SAMPLE_COLUMNS: tuple[str, ...] = (
@@ -129,17 +129,25 @@ def _write_postgresql(rows: Sequence[SampleRow]) -> int:
 
     columns = ", ".join(SAMPLE_COLUMNS)
     with transaction.atomic():
-        gpu_sample_partitions_ensure(days=_days(rows))
-        try:
-            with transaction.atomic(), connection.cursor() as cursor:
-                with cursor.cursor.copy(f"COPY {TABLE} ({columns}) FROM STDIN") as copy:
-                    # Chunks go out while the next ones are formatted: the server parses and inserts
-                    # on the other core in the meantime.
-                    for chunk in copy_chunks(rows):
-                        copy.write(chunk)
-            return len(rows)
-        except psycopg.errors.UniqueViolation:
-            pass  # a replay, or overlapping batches: de-duplicate through the staging table
+        days = _days(rows)
+        gpu_sample_partitions_ensure(days=days)
+        for attempt in (1, 2):
+            try:
+                with transaction.atomic(), connection.cursor() as cursor:
+                    with cursor.cursor.copy(f"COPY {TABLE} ({columns}) FROM STDIN") as copy:
+                        # Chunks go out while the next ones are formatted: the server parses and inserts
+                        # on the other core in the meantime.
+                        for chunk in copy_chunks(rows):
+                            copy.write(chunk)
+                return len(rows)
+            except psycopg.errors.UniqueViolation:
+                break  # a replay, or overlapping batches: de-duplicate through the staging table
+            except psycopg.errors.CheckViolation:
+                if attempt == 2:
+                    raise
+                # "no partition for row": the process cache believed in a day that is gone; look again.
+                forget_known_partitions()
+                gpu_sample_partitions_ensure(days=days)
         with connection.cursor() as cursor:
             cursor.execute(
                 f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (LIKE {TABLE} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"

@@ -213,6 +213,17 @@ def test_retention_drops_whole_day_partitions_and_is_idempotent(world) -> None:
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="day partitions exist on PostgreSQL only")
+def test_a_stale_partition_cache_does_not_lose_a_batch(world) -> None:
+    # given: the process believes today's partition exists, but it was dropped behind its back
+    reading = Rig([h100(0)]).read().gpus[0]
+    retention._remember({reading.ts.date()})
+    # when
+    written = gpu_samples_write(rows=[sample_row(gpu_id=world.gpu_a.pk, reading=reading, source="nvml")])
+    # then
+    assert written == 1 and GpuSample.objects.count() == 1
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="day partitions exist on PostgreSQL only")
 def test_partitions_are_created_ahead_once(db) -> None:
     # given
     retention.forget_known_partitions()
