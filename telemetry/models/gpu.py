@@ -1,1 +1,223 @@
-__all__: list[str] = []
+"""GPU telemetry storage (DESIGN.md §4): raw samples, per-GPU and per-site rollups, collection settings.
+
+Time-series rows do not inherit `BaseModel`: `created_at`/`updated_at` (with an index) on every 10-second
+sample would double the write cost for nothing; rollups carry `computed_at` instead.
+"""
+
+from __future__ import annotations
+
+from django.core.validators import URLValidator
+from django.db import models
+
+from sites.models import PartnerScopedQuerySet
+
+__all__ = [
+    "GpuCollectorMode", "GpuPollClaim", "GpuRollup1h", "GpuRollup1m", "GpuSample", "NodeGpuCollector",
+    "RollupWatermark", "SiteGpuRollup1m",
+]
+
+
+class GpuCollectorMode(models.TextChoices):
+    NVML_WORKER = "nvml", "NVML on a node worker (queue node.<hostname>)"
+    DCGM = "dcgm", "dcgm-exporter scraped centrally"
+    AGENT = "agent", "Node agent pushes to the API"
+
+
+class GpuSampleQuerySet(PartnerScopedQuerySet):
+    partner_path = "gpu__node__site__partner"
+
+
+class GpuSample(models.Model):
+    """One raw reading of one GPU, keyed (gpu, ts). None = NVML did not give it; `unsupported` says why.
+
+    On PostgreSQL the table is range-partitioned by day on `ts` with a BRIN index on `ts`
+    (migration `*_gpu_partitions`); retention drops whole partitions. `energy_mj` is the GPU's
+    cumulative total-energy counter (mJ since driver load); energy per interval is derived in rollups.
+    There is no database FK to the GPU (GPUs are never deleted, only flagged lost), which keeps COPY fast
+    and lets partitions be dropped without touching `sites_gpu`.
+    """
+
+    pk = models.CompositePrimaryKey("gpu_id", "ts")
+    gpu = models.ForeignKey("sites.Gpu", on_delete=models.DO_NOTHING, db_constraint=False, db_index=False,
+                            related_name="+")  # the primary key (gpu_id, ts) is the index
+    ts = models.DateTimeField()
+    source = models.CharField(max_length=8, default="nvml")
+    util_pct = models.SmallIntegerField(null=True, blank=True)
+    memory_util_pct = models.SmallIntegerField(null=True, blank=True)
+    memory_used_bytes = models.BigIntegerField(null=True, blank=True)
+    power_w = models.FloatField(null=True, blank=True)
+    energy_mj = models.BigIntegerField("energy counter (mJ)", null=True, blank=True)
+    temperature_c = models.SmallIntegerField(null=True, blank=True)
+    sm_clock_mhz = models.IntegerField(null=True, blank=True)
+    mem_clock_mhz = models.IntegerField(null=True, blank=True)
+    throttle_reasons = models.BigIntegerField(null=True, blank=True)
+    ecc_uncorrected_errors = models.BigIntegerField(null=True, blank=True)
+    retired_pages_pending = models.BooleanField(null=True, blank=True)
+    remapped_rows_uncorrectable = models.IntegerField(null=True, blank=True)
+    unsupported = models.JSONField(null=True, blank=True, help_text="field → reason NVML did not give it")
+
+    objects = GpuSampleQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["gpu_id", "ts"]
+        verbose_name = "GPU sample"
+
+    def __str__(self) -> str:
+        return f"gpu {self.gpu_id} @ {self.ts:%Y-%m-%d %H:%M:%S}"
+
+
+class GpuRollupQuerySet(PartnerScopedQuerySet):
+    partner_path = "gpu__node__site__partner"
+
+
+class GpuRollupBase(models.Model):
+    """Per-GPU aggregate over one bucket. Means are over the samples that had the value
+    (`util_samples`, `power_samples`), so coarser rollups weight them correctly.
+
+    `energy_j` sums counter deltas (exact, mJ/1000) of the samples in the bucket; where the GPU has no
+    counter, power is integrated (trapezoid) and `energy_estimated` is set. NULL = no energy information.
+    """
+
+    gpu = models.ForeignKey("sites.Gpu", on_delete=models.PROTECT, related_name="+")
+    bucket = models.DateTimeField()
+    sample_count = models.PositiveIntegerField(default=0)
+    util_samples = models.PositiveIntegerField(default=0)
+    util_mean_pct = models.FloatField(null=True, blank=True)
+    util_max_pct = models.SmallIntegerField(null=True, blank=True)
+    power_samples = models.PositiveIntegerField(default=0)
+    power_mean_w = models.FloatField(null=True, blank=True)
+    power_max_w = models.FloatField(null=True, blank=True)
+    energy_j = models.DecimalField(max_digits=20, decimal_places=3, null=True, blank=True)
+    energy_estimated = models.BooleanField(default=False)
+    memory_used_max_bytes = models.BigIntegerField(null=True, blank=True)
+    temperature_max_c = models.SmallIntegerField(null=True, blank=True)
+    computed_at = models.DateTimeField(auto_now=True)
+
+    objects = GpuRollupQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+        ordering = ["gpu_id", "bucket"]
+
+    def __str__(self) -> str:
+        return f"gpu {self.gpu_id} {self.bucket:%Y-%m-%d %H:%M}"
+
+
+class GpuRollup1m(GpuRollupBase):
+    """Per-GPU 1-minute rollup; `bucket` is the start of the minute (UTC)."""
+
+    class Meta(GpuRollupBase.Meta):
+        verbose_name = "GPU 1-minute rollup"
+        constraints = [
+            models.UniqueConstraint(fields=["gpu", "bucket"], name="%(app_label)s_%(class)s_unique_gpu_bucket",
+                                    violation_error_message="This GPU already has a rollup for this minute."),
+        ]
+
+
+class GpuRollup1h(GpuRollupBase):
+    """Per-GPU 1-hour rollup, computed from the 1-minute rollups; `bucket` is the start of the hour (UTC)."""
+
+    class Meta(GpuRollupBase.Meta):
+        verbose_name = "GPU 1-hour rollup"
+        constraints = [
+            models.UniqueConstraint(fields=["gpu", "bucket"], name="%(app_label)s_%(class)s_unique_gpu_bucket",
+                                    violation_error_message="This GPU already has a rollup for this hour."),
+        ]
+
+
+class SiteGpuRollupQuerySet(PartnerScopedQuerySet):
+    partner_path = "site__partner"
+
+
+class SiteGpuRollup1m(models.Model):
+    """Per-site 1-minute rollup over the GPU 1-minute rollups of its nodes.
+
+    `power_mean_w` is the site's mean GPU draw (sum over GPUs of their mean); `power_max_w` is the sum of
+    the GPUs' maxima, an upper bound of the site's peak in that minute. `util_mean_pct` is the mean over
+    all GPU samples that had utilization; `util_max_pct` the highest single-GPU value.
+    """
+
+    site = models.ForeignKey("sites.Site", on_delete=models.PROTECT, related_name="+")
+    bucket = models.DateTimeField()
+    gpu_count = models.PositiveIntegerField(default=0)
+    sample_count = models.PositiveIntegerField(default=0)
+    util_samples = models.PositiveIntegerField(default=0)
+    util_mean_pct = models.FloatField(null=True, blank=True)
+    util_max_pct = models.SmallIntegerField(null=True, blank=True)
+    power_mean_w = models.FloatField(null=True, blank=True)
+    power_max_w = models.FloatField(null=True, blank=True)
+    energy_j = models.DecimalField(max_digits=20, decimal_places=3, null=True, blank=True)
+    energy_estimated = models.BooleanField(default=False)
+    computed_at = models.DateTimeField(auto_now=True)
+
+    objects = SiteGpuRollupQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["site_id", "bucket"]
+        verbose_name = "site GPU 1-minute rollup"
+        constraints = [
+            models.UniqueConstraint(fields=["site", "bucket"], name="%(app_label)s_%(class)s_unique_site_bucket",
+                                    violation_error_message="This site already has a rollup for this minute."),
+        ]
+
+    def __str__(self) -> str:
+        return f"site {self.site_id} {self.bucket:%Y-%m-%d %H:%M}"
+
+
+class RollupWatermark(models.Model):
+    """How far a rollup job has got: everything before `done_until` has been computed at least once."""
+
+    name = models.CharField(max_length=64, unique=True)
+    done_until = models.DateTimeField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} → {self.done_until:%Y-%m-%d %H:%M}"
+
+
+class GpuPollClaim(models.Model):
+    """When a site's nodes are next due for a GPU poll. The scheduler claims a due site with a
+    conditional UPDATE, so two schedulers (or a retried tick) enqueue one poll, not two."""
+
+    site = models.OneToOneField("sites.Site", on_delete=models.CASCADE, related_name="+")
+    next_due_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["next_due_at"]
+
+    def __str__(self) -> str:
+        return f"site {self.site_id} due {self.next_due_at:%H:%M:%S}"
+
+
+class NodeGpuCollectorQuerySet(PartnerScopedQuerySet):
+    partner_path = "node__site__partner"
+
+
+class NodeGpuCollector(models.Model):
+    """How a node's GPUs are read. No row = NVML on the node's Celery worker (the default)."""
+
+    node = models.OneToOneField("sites.Node", on_delete=models.CASCADE, related_name="gpu_collector")
+    mode = models.CharField(max_length=8, choices=GpuCollectorMode.choices, default=GpuCollectorMode.NVML_WORKER)
+    dcgm_url = models.CharField(
+        "dcgm-exporter URL", max_length=500, blank=True,
+        validators=[URLValidator(schemes=["http", "https"], message="Enter a valid http:// or https:// URL.")],
+        help_text="e.g. http://10.0.0.12:9400/metrics (dcgm mode only)",
+    )
+
+    objects = NodeGpuCollectorQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["node_id"]
+        verbose_name = "node GPU collector"
+
+    def __str__(self) -> str:
+        return f"{self.node_id}: {self.mode}"
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        if self.mode == GpuCollectorMode.DCGM and not self.dcgm_url:
+            raise ValidationError({"dcgm_url": "dcgm mode needs the exporter's /metrics URL."})

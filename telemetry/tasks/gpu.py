@@ -1,1 +1,68 @@
-__all__: list[str] = []
+"""GPU telemetry tasks: thin wrappers over telemetry.gpu_services / rollups / retention.
+
+Queues: polls go to `node.<hostname>` (NVML on the node) or `scrape` (dcgm-exporter), reports to `ingest`,
+rollups, staleness and retention to `rollup` (see telemetry/schedule_gpu.py).
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+from celery.signals import worker_process_init
+from django.utils import timezone
+
+from telemetry import gpu_services, retention, rollups
+from telemetry.collectors.nvml import reset_reader
+
+__all__ = [
+    "gpu_dcgm_poll_task", "gpu_node_poll_task", "gpu_nodes_mark_stale_task", "gpu_polls_schedule_task",
+    "gpu_report_ingest_task", "gpu_rollups_run_task", "gpu_sample_partitions_ensure_ahead_task",
+    "gpu_sample_retention_apply_task",
+]
+
+
+@worker_process_init.connect
+def _nvml_per_process(**kwargs) -> None:
+    # A prefork child must not inherit the parent's NVML session: each child initialises its own, lazily.
+    reset_reader()
+
+
+@shared_task(soft_time_limit=20, time_limit=30, acks_late=False)
+def gpu_node_poll_task(node_id: int, hostname: str) -> dict:
+    # acks_late off: a poll lost in a crash is simply superseded by the next one (counters are cumulative).
+    return gpu_services.gpu_node_poll(node_id=node_id, hostname=hostname)
+
+
+@shared_task(soft_time_limit=20, time_limit=30, acks_late=False)
+def gpu_dcgm_poll_task(node_id: int) -> dict:
+    return gpu_services.gpu_dcgm_poll(node_id=node_id)
+
+
+@shared_task(soft_time_limit=60, time_limit=90)
+def gpu_report_ingest_task(node_id: int, payload: dict) -> dict:
+    return gpu_services.gpu_report_ingest_safely(node_id=node_id, payload=payload)
+
+
+@shared_task(soft_time_limit=20, time_limit=30)
+def gpu_polls_schedule_task() -> int:
+    return len(gpu_services.gpu_polls_schedule(now=timezone.now()))
+
+
+@shared_task(soft_time_limit=20, time_limit=30)
+def gpu_nodes_mark_stale_task() -> int:
+    return gpu_services.gpu_nodes_mark_stale(now=timezone.now())
+
+
+@shared_task(soft_time_limit=240, time_limit=300)
+def gpu_rollups_run_task() -> dict:
+    result = rollups.gpu_rollups_run(now=timezone.now())
+    return {key: str(value) for key, value in result.items()}
+
+
+@shared_task(soft_time_limit=60, time_limit=90)
+def gpu_sample_partitions_ensure_ahead_task() -> list[str]:
+    return retention.gpu_sample_partitions_ensure_ahead(today=timezone.now().date())
+
+
+@shared_task(soft_time_limit=240, time_limit=300)
+def gpu_sample_retention_apply_task() -> dict:
+    return retention.gpu_sample_retention_apply(now=timezone.now())

@@ -1,0 +1,198 @@
+"""GPU ingest benchmark: 1M readings into PostgreSQL through the project's ingest path, next to a
+server-side `COPY` of the same rows into the same (partitioned) table, in the same run.
+
+    scripts/with_postgres.sh .venv/bin/python bench/gpu_ingest.py [--rows 1000000] [--runs 3]
+
+Timed: for the ingest path, `sample_row()` (GpuReading → row) + `gpu_samples_write()` per batch of
+`--batch` readings (building the GpuReading objects themselves is not timed: the collector did that);
+for server-side COPY, the `COPY ... FROM '<file>'` statement only. The table is truncated before each
+measurement; the day partitions exist throughout. Also measured, once: a replayed batch (the
+de-duplicating staging path), `bulk_create` (the SQLite path) on 20k rows, and whole node reports
+(8 GPUs each) through `gpu_report_ingest`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "factory_portal.settings")
+
+
+def _ensure_database() -> None:
+    """with_postgres.sh names a database it does not create; create it and migrate."""
+    import psycopg
+
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith("postgres"):
+        sys.exit("Run under scripts/with_postgres.sh (DATABASE_URL must point to PostgreSQL).")
+    name = url.rsplit("/", 1)[1].split("?")[0]
+    admin = url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=10_000)
+    parser.add_argument("--gpus", type=int, default=1000)
+    args = parser.parse_args()
+
+    _ensure_database()
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+
+    call_command("migrate", verbosity=0)
+
+    from sites.models import Gpu, Node, Partner, Site
+    from telemetry.collectors.nvml import GpuReading, NodeReading
+    from telemetry.gpu_services import gpu_report_ingest
+    from telemetry.ingest import (
+        SAMPLE_COLUMNS,
+        TABLE,
+        copy_text,
+        gpu_samples_write,
+        gpu_samples_write_bulk_create,
+        sample_row,
+    )
+    from telemetry.retention import gpu_sample_partitions_ensure
+
+    partner, _ = Partner.objects.get_or_create(name="Bench", slug="bench")
+    site, _ = Site.objects.get_or_create(
+        partner=partner, name="Bench site", slug="bench-site",
+        defaults=dict(country="NO", city="Oslo", contract_date=dt.date(2026, 1, 1), power_capacity_kw=1000,
+                      electricity_price_per_kwh="0.08", capex_per_gpu="30000"))
+    node, _ = Node.objects.get_or_create(site=site, hostname="bench-node-000")
+    existing = Gpu.objects.filter(node=node).count()
+    Gpu.objects.bulk_create([Gpu(node=node, uuid=f"GPU-bench-{i:06d}", index=i % 8, name="NVIDIA H100 80GB HBM3")
+                             for i in range(existing, args.gpus)])
+    gpu_ids = list(Gpu.objects.filter(node=node).order_by("pk").values_list("pk", flat=True))[: args.gpus]
+
+    t0 = dt.datetime(2026, 3, 2, tzinfo=dt.UTC)
+    steps = args.rows // len(gpu_ids)
+    absent = (("retired_pages_pending", "NVMLError_NotSupported: Not Supported"),)
+
+    def readings(step_from: int, step_to: int) -> list[tuple[int, GpuReading]]:
+        out = []
+        for step in range(step_from, step_to):
+            ts = t0 + dt.timedelta(seconds=10 * step)
+            for n, gpu_id in enumerate(gpu_ids):
+                out.append((gpu_id, GpuReading(
+                    uuid=f"GPU-bench-{n:06d}", index=n % 8, ts=ts, util_pct=(step + n) % 101, memory_util_pct=40,
+                    memory_used_bytes=40_000_000_000 + step, memory_total_bytes=85520809984,
+                    power_w=350.0 + (step * 7 + n) % 350 + 0.125, energy_mj=1_000_000_000 + step * 4_000_000 + n,
+                    temperature_c=55, sm_clock_mhz=1980, mem_clock_mhz=2619, throttle_reasons=0,
+                    ecc_uncorrected_errors=0, remapped_rows_uncorrectable=0, unsupported=absent)))
+        return out
+
+    steps_per_batch = max(1, args.batch // len(gpu_ids))
+    gpu_sample_partitions_ensure(days={(t0 + dt.timedelta(seconds=10 * s)).date() for s in (0, steps - 1)})
+
+    def truncate() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(f"TRUNCATE {TABLE}")
+
+    def run_ingest() -> float:
+        truncate()
+        elapsed = 0.0
+        for start in range(0, steps, steps_per_batch):
+            batch = readings(start, min(steps, start + steps_per_batch))
+            began = time.perf_counter()
+            gpu_samples_write(rows=[sample_row(gpu_id=g, reading=r, source="nvml") for g, r in batch])
+            elapsed += time.perf_counter() - began
+        return elapsed
+
+    # The COPY file: the same rows, written where the server (another OS user) can read it.
+    copy_dir = Path(os.environ.get("PG_TEST_DIR") or tempfile.mkdtemp())
+    copy_file = copy_dir / "gpu_samples.copy"
+    with copy_file.open("w") as fh:
+        for start in range(0, steps, steps_per_batch):
+            batch = readings(start, min(steps, start + steps_per_batch))
+            fh.write(copy_text(sample_row(gpu_id=g, reading=r, source="nvml") for g, r in batch))
+    copy_file.chmod(0o644)
+    total_rows = steps * len(gpu_ids)
+
+    def run_server_copy() -> float:
+        truncate()
+        with connection.cursor() as cursor:
+            began = time.perf_counter()
+            cursor.execute(f"COPY {TABLE} ({', '.join(SAMPLE_COLUMNS)}) FROM '{copy_file}'")
+            return time.perf_counter() - began
+
+    ingest_rates, copy_rates = [], []
+    for run in range(args.runs):
+        # Alternate the order so neither side always runs on a warmer cache.
+        pair = (run_ingest, run_server_copy) if run % 2 == 0 else (run_server_copy, run_ingest)
+        for fn in pair:
+            seconds = fn()
+            (ingest_rates if fn is run_ingest else copy_rates).append(total_rows / seconds)
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT count(*) FROM {TABLE}")
+            assert cursor.fetchone()[0] == total_rows
+        print(f"run {run + 1}: ingest path {ingest_rates[-1]:,.0f} rows/s, "
+              f"server-side COPY {copy_rates[-1]:,.0f} rows/s, ratio {ingest_rates[-1] / copy_rates[-1]:.0%}")
+
+    # A replayed batch goes through the staging table + ON CONFLICT DO NOTHING.
+    batch = readings(0, steps_per_batch)
+    rows = [sample_row(gpu_id=g, reading=r, source="nvml") for g, r in batch]
+    began = time.perf_counter()
+    written = gpu_samples_write(rows=rows)
+    replay_rate = len(rows) / (time.perf_counter() - began)
+    assert written == 0
+
+    # bulk_create (the SQLite path) on 20k fresh rows.
+    truncate()
+    bc_rows = [sample_row(gpu_id=g, reading=r, source="nvml") for g, r in readings(0, max(1, 20_000 // len(gpu_ids)))]
+    began = time.perf_counter()
+    gpu_samples_write_bulk_create(rows=bc_rows)
+    bulk_rate = len(bc_rows) / (time.perf_counter() - began)
+
+    # Whole node reports through the service (inventory sync + write), 8 GPUs per report.
+    truncate()
+    Gpu.objects.filter(node=node, index__gte=0).exclude(pk__in=gpu_ids[:8]).update(status="lost")
+    uuids8 = list(Gpu.objects.filter(pk__in=gpu_ids[:8]).order_by("pk").values_list("uuid", flat=True))
+    now = dt.datetime.now(dt.UTC)
+    reports = 500
+    began = time.perf_counter()
+    for i in range(reports):
+        ts = now - dt.timedelta(seconds=10 * (reports - i))
+        gpus = tuple(GpuReading(uuid=u, index=k, ts=ts, util_pct=50, power_w=400.0, energy_mj=1_000_000 + i * 4000)
+                     for k, u in enumerate(uuids8))
+        gpu_report_ingest(node_id=node.pk, report=NodeReading(hostname=node.hostname, ts=ts, gpus=gpus))
+    report_rate = reports / (time.perf_counter() - began)
+
+    ingest, server = statistics.median(ingest_rates), statistics.median(copy_rates)
+    print()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.processor() or platform.platform()}")
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version")
+        print(f"PostgreSQL {cursor.fetchone()[0]}; {total_rows:,} rows, {len(gpu_ids)} GPUs, batches of "
+              f"{steps_per_batch * len(gpu_ids):,}; median of {args.runs} runs")
+    print(f"ingest path (COPY on Django's connection): {ingest:,.0f} rows/s")
+    print(f"server-side COPY from file:                {server:,.0f} rows/s")
+    ratios = [i / c for i, c in zip(ingest_rates, copy_rates, strict=True)]
+    print(f"ratio of medians: {ingest / server:.0%}; median of per-run ratios: {statistics.median(ratios):.0%} "
+          "(target >= 50%)")
+    print(f"replayed batch (staging + ON CONFLICT):    {replay_rate:,.0f} rows/s")
+    print(f"bulk_create (SQLite path), 20k rows:       {bulk_rate:,.0f} rows/s")
+    print(f"gpu_report_ingest, 8-GPU node reports:     {report_rate:,.0f} reports/s")
+    copy_file.unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    main()

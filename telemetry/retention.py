@@ -1,0 +1,132 @@
+"""Raw GPU sample partitions and retention (DESIGN.md §4).
+
+PostgreSQL: `telemetry_gpusample` is partitioned by UTC day; partitions are named
+`telemetry_gpusample_pYYYYMMDD`, created ahead by a task (and on demand by the ingest path), and
+retention drops the whole partitions that end before the cutoff. SQLite: one plain table and a DELETE.
+Every function here is idempotent: running it twice changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import threading
+from collections.abc import Iterable
+
+from django.conf import settings
+from django.db import connection, transaction
+
+from telemetry.models import GpuRollup1m, GpuSample
+
+PARENT = "telemetry_gpusample"
+PARTITION_RE = re.compile(rf"^{PARENT}_p(\d{{8}})$")
+DEFAULT_DAYS_AHEAD = 3
+# 1-minute rollups are kept this long; 1-hour and per-site rollups are kept for good.
+ROLLUP_1M_RETENTION_DAYS_DEFAULT = 90
+
+_known_partitions: set[dt.date] = set()
+_known_lock = threading.Lock()
+
+
+def raw_retention_days() -> int:
+    return int(getattr(settings, "RAW_SAMPLE_RETENTION_DAYS", 7))
+
+
+def rollup_1m_retention_days() -> int:
+    return int(getattr(settings, "GPU_ROLLUP_1M_RETENTION_DAYS", ROLLUP_1M_RETENTION_DAYS_DEFAULT))
+
+
+def is_partitioned() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def partition_name(day: dt.date) -> str:
+    return f"{PARENT}_p{day:%Y%m%d}"
+
+
+def existing_partitions() -> dict[dt.date, str]:
+    """day → partition table name, read from the catalog."""
+    if not is_partitioned():
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = %s",
+            [PARENT],
+        )
+        names = [row[0] for row in cursor.fetchall()]
+    out: dict[dt.date, str] = {}
+    for name in names:
+        match = PARTITION_RE.match(name)
+        if match:
+            out[dt.datetime.strptime(match.group(1), "%Y%m%d").date()] = name  # noqa: DTZ007 - a date, no time
+    return out
+
+
+def gpu_sample_partitions_ensure(*, days: Iterable[dt.date]) -> list[str]:
+    """Create the day partitions that are missing; returns the names created."""
+    if not is_partitioned():
+        return []
+    wanted = set(days)
+    with _known_lock:
+        missing = wanted - _known_partitions
+    if not missing:
+        return []
+    present = existing_partitions()
+    created: list[str] = []
+    with connection.cursor() as cursor:
+        for day in sorted(missing - set(present)):
+            start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+            end = start + dt.timedelta(days=1)
+            # IF NOT EXISTS: two ingest workers may race to create the same day.
+            cursor.execute(
+                f'CREATE TABLE IF NOT EXISTS "{partition_name(day)}" PARTITION OF {PARENT} '
+                "FOR VALUES FROM (%s) TO (%s)",
+                [start, end],
+            )
+            created.append(partition_name(day))
+    if connection.in_atomic_block:
+        # A rollback would undo the CREATE: remember the days only once the transaction is committed.
+        transaction.on_commit(lambda: _remember(wanted))
+    else:
+        _remember(wanted)
+    return created
+
+
+def _remember(days: set[dt.date]) -> None:
+    with _known_lock:
+        _known_partitions.update(days)
+
+
+def forget_known_partitions() -> None:
+    """Drop the in-process cache (after retention dropped partitions, and in tests)."""
+    with _known_lock:
+        _known_partitions.clear()
+
+
+def gpu_sample_partitions_ensure_ahead(*, today: dt.date, days_ahead: int = DEFAULT_DAYS_AHEAD) -> list[str]:
+    return gpu_sample_partitions_ensure(days=[today + dt.timedelta(days=n) for n in range(-1, days_ahead + 1)])
+
+
+def raw_cutoff(*, now: dt.datetime) -> dt.datetime:
+    """Samples before this instant are past retention (and refused by the ingest path)."""
+    return now - dt.timedelta(days=raw_retention_days())
+
+
+def gpu_sample_retention_apply(*, now: dt.datetime) -> dict[str, int]:
+    """Drop raw samples older than the retention period: whole day partitions on PostgreSQL
+    (a day is dropped once all of it is past the cutoff), a DELETE on SQLite."""
+    cutoff = raw_cutoff(now=now)
+    result = {"partitions_dropped": 0, "rows_deleted": 0}
+    if is_partitioned():
+        with connection.cursor() as cursor:
+            for day, name in sorted(existing_partitions().items()):
+                if dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC) <= cutoff:
+                    cursor.execute(f'DROP TABLE IF EXISTS "{name}"')
+                    result["partitions_dropped"] += 1
+        forget_known_partitions()
+    else:
+        result["rows_deleted"], _ = GpuSample.objects.filter(ts__lt=cutoff).delete()
+    rollup_cutoff = now - dt.timedelta(days=rollup_1m_retention_days())
+    result["rollups_1m_deleted"], _ = GpuRollup1m.objects.filter(bucket__lt=rollup_cutoff).delete()
+    return result
