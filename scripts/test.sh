@@ -16,4 +16,4 @@ echo "== makemigrations --check" >&2
 DJANGO_SETTINGS_MODULE=factory_portal.settings_test "$BIN/python" manage.py makemigrations --check --dry-run >/dev/null \
   || { echo "Model changes without a migration: run 'manage.py makemigrations'." >&2; exit 1; }
 echo "== pytest on PostgreSQL" >&2
-exec scripts/with_postgres.sh "$BIN/pytest" "$@"
+exec scripts/with_postgres.sh "$BIN/pytest" -n "${PYTEST_WORKERS:-2}" "$@"

@@ -29,7 +29,7 @@ def partition(apps, schema_editor) -> None:
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("telemetry", "0001_gpu"),
+        ("telemetry", "0001_initial"),
     ]
 
     operations = [
