@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -145,7 +144,8 @@ def main() -> None:
             cursor.execute(f"SELECT count(*) FROM {TABLE}")
             assert cursor.fetchone()[0] == total_rows
         print(f"run {run + 1}: ingest path {ingest_rates[-1]:,.0f} rows/s, "
-              f"server-side COPY {copy_rates[-1]:,.0f} rows/s, ratio {ingest_rates[-1] / copy_rates[-1]:.0%}")
+              f"server-side COPY {copy_rates[-1]:,.0f} rows/s, ratio {ingest_rates[-1] / copy_rates[-1]:.0%}",
+              file=sys.stderr)
 
     # A replayed batch goes through the staging table + ON CONFLICT DO NOTHING.
     batch = readings(0, steps_per_batch)
@@ -177,20 +177,28 @@ def main() -> None:
     report_rate = reports / (time.perf_counter() - began)
 
     ingest, server = statistics.median(ingest_rates), statistics.median(copy_rates)
-    print()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.processor() or platform.platform()}")
+    ratios = [i / c for i, c in zip(ingest_rates, copy_rates, strict=True)]
+    per_run = ", ".join(f"{r:.0%}" for r in ratios)
     with connection.cursor() as cursor:
         cursor.execute("SHOW server_version")
-        print(f"PostgreSQL {cursor.fetchone()[0]}; {total_rows:,} rows, {len(gpu_ids)} GPUs, batches of "
-              f"{steps_per_batch * len(gpu_ids):,}; median of {args.runs} runs")
-    print(f"ingest path (COPY on Django's connection): {ingest:,.0f} rows/s")
-    print(f"server-side COPY from file:                {server:,.0f} rows/s")
-    ratios = [i / c for i, c in zip(ingest_rates, copy_rates, strict=True)]
-    print(f"ratio of medians: {ingest / server:.0%}; median of per-run ratios: {statistics.median(ratios):.0%} "
-          "(target >= 50%)")
-    print(f"replayed batch (staging + ON CONFLICT):    {replay_rate:,.0f} rows/s")
-    print(f"bulk_create (SQLite path), 20k rows:       {bulk_rate:,.0f} rows/s")
-    print(f"gpu_report_ingest, 8-GPU node reports:     {report_rate:,.0f} reports/s")
+        pg_version = cursor.fetchone()[0]
+    # One markdown section (bench/run_all.py collects it into docs/benchmarks.md).
+    print(f"""## GPU ingest (`bench/gpu_ingest.py`)
+
+{total_rows:,} GPU readings ({len(gpu_ids):,} GPUs, 16 columns) into the day-partitioned `telemetry_gpusample`
+(PK (gpu_id, ts) + BRIN on ts) on PostgreSQL {pg_version}, batches of {steps_per_batch * len(gpu_ids):,}; the
+project's ingest path (`sample_row` + `gpu_samples_write`: COPY on Django's connection) next to a server-side
+`COPY ... FROM '<file>'` of the same rows into the same table, truncated before each; median of {args.runs} runs.
+
+| measure | median | peer | ratio (target) |
+|---|---|---|---|
+| ingest path vs server-side COPY | {ingest:,.0f} rows/s | {server:,.0f} rows/s | {ingest / server:.0%} (≥ 50%) |
+| replayed batch (staging + ON CONFLICT DO NOTHING) | {replay_rate:,.0f} rows/s | | stores 0 rows |
+| `bulk_create(ignore_conflicts)` (SQLite path, on PostgreSQL), 20k rows | {bulk_rate:,.0f} rows/s | | |
+| `gpu_report_ingest`, whole 8-GPU node reports (inventory sync + write) | {report_rate:,.0f} reports/s | | |
+
+Per-run ratios of ingest path to server-side COPY: {per_run}.
+""")
     copy_file.unlink(missing_ok=True)
 
 
