@@ -22,23 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "factory_portal.settings")
-
-
-def _ensure_database() -> None:
-    """with_postgres.sh names a database it does not create; create it and migrate."""
-    import psycopg
-
-    url = os.environ.get("DATABASE_URL", "")
-    if not url.startswith("postgres"):
-        sys.exit("Run under scripts/with_postgres.sh (DATABASE_URL must point to PostgreSQL).")
-    name = url.rsplit("/", 1)[1].split("?")[0]
-    admin = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import setup_django  # noqa: E402
 
 
 def main() -> None:
@@ -49,14 +34,8 @@ def main() -> None:
     parser.add_argument("--gpus", type=int, default=1000)
     args = parser.parse_args()
 
-    _ensure_database()
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    setup_django()
     from django.db import connection
-
-    call_command("migrate", verbosity=0)
 
     from sites.models import Gpu, Node, Partner, Site
     from telemetry.collectors.nvml import GpuReading, NodeReading
