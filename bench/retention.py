@@ -99,8 +99,8 @@ def main() -> None:
 
 Removing one day of raw GPU samples ({rows_per_day:,} rows: {args.gpus:,} GPUs × {per_day:,} samples, one every
 {args.interval} s) from a table that also holds the next day's first hour: the project's retention
-(`gpu_sample_retention_apply`, drops the day's partition) next to `DELETE ... WHERE ts < cutoff` on an unpartitioned table with the same rows, PK and BRIN index; median of
-{args.runs} runs.
+(`gpu_sample_retention_apply`, drops the day's partition) next to `DELETE ... WHERE ts < cutoff` on an
+unpartitioned table with the same rows, PK and BRIN index; median of {args.runs} runs.
 
 | measure | median | peer (DELETE) | speed-up (target ≥ 20×) |
 |---|---|---|---|
