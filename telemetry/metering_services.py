@@ -59,8 +59,12 @@ class RecordSummary:
     errors: dict[int, str] = field(default_factory=dict)
 
 
-def series_key(*, model: str, labels: dict[str, str]) -> str:
-    canonical = json.dumps([model, sorted(labels.items())], separators=(",", ":"), ensure_ascii=False)
+def series_key(*, model: str, labels: dict[str, str], split_labels: dict[str, str] | None = None) -> str:
+    # Without split labels the key is what it was before they existed, so such series keep their history.
+    parts: list = [model, sorted(labels.items())]
+    if split_labels:
+        parts.append(sorted(split_labels.items()))
+    canonical = json.dumps(parts, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -91,6 +95,12 @@ def _reading_values(series: engines.EngineSeries) -> dict:
     )
     values["process_start_time_s"] = series.process_start_time_s
     return values
+
+
+def _has_counters(prev: CounterSnapshot, cur: dict) -> bool:
+    """False for a gauge-only series (e.g. SGLang scheduler gauges per `tp_rank`): no delta row to write."""
+    return (cur["requests_by_reason"] is not None or prev.requests_by_reason is not None
+            or any(cur[f] is not None or getattr(prev, f) is not None for f in COUNTER_FIELDS))
 
 
 def _delta(prev: CounterSnapshot, cur: dict) -> tuple[dict, bool]:
@@ -164,11 +174,12 @@ def scrape_outcomes_record(*, outcomes: Sequence[EndpointOutcome]) -> RecordSumm
             summary.healthy += 1
             for s in outcome.scrape.series:
                 model = s.model if s.model is not None else endpoint.served_model
-                key = series_key(model=model, labels=s.labels)
+                key = series_key(model=model, labels=s.labels, split_labels=s.split_labels)
                 row = series_rows.get((endpoint.pk, key))
                 if row is None:
                     row = EngineSeries(endpoint_id=endpoint.pk, key=key, model=model[:300], labels=s.labels,
-                                       first_seen_at=outcome.scraped_at, last_seen_at=outcome.scraped_at)
+                                       split_labels=s.split_labels, first_seen_at=outcome.scraped_at,
+                                       last_seen_at=outcome.scraped_at)
                     series_rows[(endpoint.pk, key)] = row
                 else:
                     row.last_seen_at = max(row.last_seen_at, outcome.scraped_at)
@@ -198,7 +209,7 @@ def scrape_outcomes_record(*, outcomes: Sequence[EndpointOutcome]) -> RecordSumm
                 summary.skipped += 1
                 continue
             values = _reading_values(s)
-            if prev is not None:
+            if prev is not None and _has_counters(prev, values):
                 delta, reset = _delta(prev, values)
                 deltas.append(UsageDelta(
                     series_id=series_id, endpoint_id=row.endpoint_id, interval_start=prev.scraped_at,
