@@ -17,10 +17,8 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from django.db import transaction
-from django.db.models import F, Max, Min, OuterRef, Subquery, Sum
-from django.db.models.functions import TruncDay, TruncHour
-from django.utils import timezone
+from django.db import connection, transaction
+from django.db.models import F, OuterRef, Subquery, Sum
 
 from sites.choices import EndpointHealth
 from sites.models import ServingEndpoint
@@ -35,8 +33,6 @@ TOKEN_FIELDS = ("prompt_tokens", "generation_tokens", "requests_ok", "requests_f
 FLOAT_COUNTER_FIELDS = ("ttft_sum_s", "itl_sum_s")
 COUNTER_FIELDS = TOKEN_FIELDS + FLOAT_COUNTER_FIELDS
 GAUGE_FIELDS = ("running", "waiting", "kv_cache_usage")
-# Deltas may arrive for an hour that was already rolled up (a slow batch); re-roll this far back every run.
-ROLLUP_LOOKBACK = dt.timedelta(hours=2)
 
 
 @dataclass
@@ -274,48 +270,85 @@ _SUMS = ("prompt_tokens", "generation_tokens", "requests_ok", "requests_failed",
          "itl_sum_s", "itl_count")
 
 
-def usage_rollup(*, now: dt.datetime | None = None) -> int:
-    """Recompute hourly then daily usage rollups from the last rolled-up hour (minus a lookback) to now.
+# Rollups run one at a time (a transaction-level advisory lock on PostgreSQL; SQLite serializes writers anyway),
+# so two runs never upsert the same bucket from different views of the deltas.
+_ROLLUP_LOCK_ID = 0x6D65_7465  # "mete"
+ROLLUP_BATCH = 20_000
 
-    Catches up after any downtime (it starts from the last hour it wrote, or the first delta), and is
-    idempotent: each bucket is recomputed from the facts and upserted. Returns the hourly rows written.
+
+def _hour(ts: dt.datetime) -> dt.datetime:
+    return ts.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def usage_rollup(*, batch_size: int = ROLLUP_BATCH) -> int:
+    """Roll every not-yet-rolled-up delta into its hourly and daily buckets, however late it was written.
+
+    Each batch claims deltas by a conditional UPDATE of `rolled_up` and, in the same transaction, recomputes every
+    (series, hour) bucket they touch from all of that bucket's deltas, then every touched (series, day) from the
+    hourly rows, and upserts both. Recomputing from the facts makes a re-run a no-op, a late delta (a batch that
+    committed hours after it fetched) lands in its own hour, and after downtime the runs catch up batch by batch.
+    Returns the hourly rows written.
     """
-    now = now or timezone.now()
-    last = UsageRollup.objects.filter(bucket=UsageBucket.HOUR).aggregate(m=Max("bucket_start"))["m"]
-    if last is not None:
-        start = last - ROLLUP_LOOKBACK
-    else:
-        start = UsageDelta.objects.aggregate(m=Min("interval_end"))["m"]
-        if start is None:
-            return 0
-    start = start.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
-    hourly = (
-        UsageDelta.objects.filter(interval_end__gte=start, interval_end__lte=now)
-        .annotate(b=TruncHour("interval_end", tzinfo=dt.UTC))
-        .values("series_id", "endpoint_id", "b")
-        .annotate(model=F("series__model"), **{f"s_{f}": Sum(f) for f in _SUMS})
-        .order_by()
-    )
-    rows = [
-        UsageRollup(series_id=r["series_id"], endpoint_id=r["endpoint_id"], model=r["model"],
-                    bucket=UsageBucket.HOUR, bucket_start=r["b"], **{f: r[f"s_{f}"] or 0 for f in _SUMS})
-        for r in hourly
-    ]
+    written = 0
+    while True:
+        with transaction.atomic():
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_ROLLUP_LOCK_ID])
+            claimed = list(
+                UsageDelta.objects.filter(rolled_up=False).order_by("pk")
+                .values_list("pk", "series_id", "interval_end")[:batch_size]
+            )
+            if not claimed:
+                return written
+            UsageDelta.objects.filter(pk__in=[pk for pk, _, _ in claimed], rolled_up=False).update(rolled_up=True)
+            hours: dict[dt.datetime, set[int]] = {}
+            for _, series_id, interval_end in claimed:
+                hours.setdefault(_hour(interval_end), set()).add(series_id)
+            written += _recompute_hours(hours)
+            days: dict[dt.datetime, set[int]] = {}
+            for hour, series_ids in hours.items():
+                days.setdefault(hour.replace(hour=0), set()).update(series_ids)
+            _recompute_days(days)
+        if len(claimed) < batch_size:
+            return written
+
+
+def _recompute_hours(hours: dict[dt.datetime, set[int]]) -> int:
+    rows: list[UsageRollup] = []
+    for hour, series_ids in sorted(hours.items()):
+        sums = (
+            UsageDelta.objects.filter(series_id__in=series_ids, interval_end__gte=hour,
+                                      interval_end__lt=hour + dt.timedelta(hours=1))
+            .values("series_id", "endpoint_id")
+            .annotate(model=F("series__model"), **{f"s_{f}": Sum(f) for f in _SUMS})
+            .order_by()
+        )
+        rows += [
+            UsageRollup(series_id=r["series_id"], endpoint_id=r["endpoint_id"], model=r["model"],
+                        bucket=UsageBucket.HOUR, bucket_start=hour, **{f: r[f"s_{f}"] or 0 for f in _SUMS})
+            for r in sums
+        ]
     _upsert_rollups(rows)
-    day_start = start.replace(hour=0)
-    daily = (
-        UsageRollup.objects.filter(bucket=UsageBucket.HOUR, bucket_start__gte=day_start)
-        .annotate(b=TruncDay("bucket_start", tzinfo=dt.UTC))
-        .values("series_id", "endpoint_id", "model", "b")
-        .annotate(**{f"s_{f}": Sum(f) for f in _SUMS})
-        .order_by()
-    )
-    _upsert_rollups([
-        UsageRollup(series_id=r["series_id"], endpoint_id=r["endpoint_id"], model=r["model"],
-                    bucket=UsageBucket.DAY, bucket_start=r["b"], **{f: r[f"s_{f}"] or 0 for f in _SUMS})
-        for r in daily
-    ])
     return len(rows)
+
+
+def _recompute_days(days: dict[dt.datetime, set[int]]) -> None:
+    rows: list[UsageRollup] = []
+    for day, series_ids in sorted(days.items()):
+        sums = (
+            UsageRollup.objects.filter(bucket=UsageBucket.HOUR, series_id__in=series_ids, bucket_start__gte=day,
+                                       bucket_start__lt=day + dt.timedelta(days=1))
+            .values("series_id", "endpoint_id", "model")
+            .annotate(**{f"s_{f}": Sum(f) for f in _SUMS})
+            .order_by()
+        )
+        rows += [
+            UsageRollup(series_id=r["series_id"], endpoint_id=r["endpoint_id"], model=r["model"],
+                        bucket=UsageBucket.DAY, bucket_start=day, **{f: r[f"s_{f}"] or 0 for f in _SUMS})
+            for r in sums
+        ]
+    _upsert_rollups(rows)
 
 
 def _upsert_rollups(rows: list[UsageRollup]) -> None:

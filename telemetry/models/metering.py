@@ -108,6 +108,8 @@ class UsageDelta(models.Model):
     itl_count = models.BigIntegerField(default=0)
     # The counters went back or the process start time changed: the new values were taken whole.
     reset = models.BooleanField(default=False)
+    # Claimed by usage_rollup (conditional UPDATE) when its hour and day buckets are recomputed.
+    rolled_up = models.BooleanField(default=False)
 
     objects = UsageDeltaQuerySet.as_manager()
 
@@ -119,6 +121,10 @@ class UsageDelta(models.Model):
                 name="%(app_label)s_%(class)s_unique_series_end",
                 violation_error_message="This series already has a delta ending at this time.",
             )
+        ]
+        indexes = [
+            # Small: only the deltas still waiting for the rollup.
+            models.Index(fields=["id"], condition=models.Q(rolled_up=False), name="telemetry_usagedelta_unrolled"),
         ]
 
     def __str__(self) -> str:
