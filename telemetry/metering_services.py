@@ -262,7 +262,8 @@ def endpoints_scrape_schedule(*, batch_size: int = 250, expires_s: float | None 
     ids = list(ServingEndpoint.objects.filter(enabled=True).order_by("pk").values_list("pk", flat=True))
     batches = [ids[i:i + batch_size] for i in range(0, len(ids), batch_size)]
     for batch in batches:
-        endpoints_scrape_task.apply_async(kwargs={"endpoint_ids": batch}, queue="scrape", expires=expires)
+        # Queue `scrape` comes from CELERY_TASK_ROUTES.
+        endpoints_scrape_task.apply_async(kwargs={"endpoint_ids": batch}, expires=expires)
     return len(batches)
 
 

@@ -1,7 +1,7 @@
 """Metering tasks: thin wrappers that load ids and call telemetry.metering_services.
 
-Queues are given where the tasks are sent (beat options in schedule_metering.py, apply_async in the fan-out):
-scrape tasks on `scrape`, the rollup on `rollup` (Celery deprecates the `queue` task attribute).
+Queues come from CELERY_TASK_ROUTES in settings (scrape tasks on `scrape`, rollup and retention on `rollup`),
+so `.delay()` routes them too; beat options repeat them.
 """
 
 from __future__ import annotations
