@@ -18,7 +18,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from django.db import connection, transaction
-from django.db.models import F, OuterRef, Subquery, Sum
+from django.db.models import Exists, F, OuterRef, Subquery, Sum
+from django.utils import timezone
 
 from sites.choices import EndpointHealth
 from sites.models import ServingEndpoint
@@ -358,3 +359,25 @@ def _upsert_rollups(rows: list[UsageRollup]) -> None:
             rows, update_conflicts=True, unique_fields=["series", "bucket", "bucket_start"],
             update_fields=["model", *_SUMS], batch_size=1000,
         )
+
+
+def counter_snapshots_prune(*, now: dt.datetime | None = None, batch_size: int = 50_000) -> int:
+    """Delete counter snapshots older than RAW_SAMPLE_RETENTION_DAYS, except the latest one of every series.
+
+    The latest snapshot is what the series' next reading is diffed against (an idle or unreachable endpoint may
+    come back after months), so it is kept whatever its age; deltas and rollups are never touched. Deletes in
+    batches, each its own statement; running it twice deletes nothing the second time. Returns rows deleted.
+    """
+    from django.conf import settings
+
+    cutoff = (now or timezone.now()) - dt.timedelta(days=settings.RAW_SAMPLE_RETENTION_DAYS)
+    newer = CounterSnapshot.objects.filter(series_id=OuterRef("series_id"), scraped_at__gt=OuterRef("scraped_at"))
+    stale = CounterSnapshot.objects.filter(scraped_at__lt=cutoff).filter(Exists(newer))
+    deleted = 0
+    while True:
+        ids = list(stale.order_by().values_list("pk", flat=True)[:batch_size])
+        if not ids:
+            return deleted
+        # Only rows that still have a newer snapshot: the check is repeated in the DELETE itself.
+        deleted += stale.filter(pk__in=ids).delete()[0]
+
