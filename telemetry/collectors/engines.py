@@ -12,6 +12,7 @@ Absent is not zero: a field whose metric is not on the page is `None`.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
@@ -337,18 +338,23 @@ ADAPTERS: dict[str, Adapter] = {
 _NIM_MARKERS = ("prompt_tokens_total{", "generation_tokens_total{", "num_requests_running{")
 
 
-def _line_start(text: str, marker: str) -> bool:
-    return text.startswith(marker) or f"\n{marker}" in text
+_DETECT_ORDER = (VLLM, SGLANG, LLAMACPP, LITELLM, TRTLLM, TRITON, TGI)
+_MARKER_RE = re.compile(
+    "\n(" + "|".join(re.escape(m) for a in _DETECT_ORDER for m in a.markers) + "|"
+    + "|".join(re.escape(m) for m in _NIM_MARKERS) + ")"
+)
 
 
 def detect_engine(text: str) -> str | None:
-    """The engine whose metric names start a line of the page, or None."""
-    for adapter in (VLLM, SGLANG, LLAMACPP, LITELLM, TRTLLM, TRITON, TGI):
-        if any(_line_start(text, marker) for marker in adapter.markers):
+    """The engine whose metric names start a line of the page (most specific first), or None."""
+    # One scan of the page for every marker at a line start, then the most specific engine wins.
+    found = set(_MARKER_RE.findall("\n" + text))
+    if not found:
+        return None
+    for adapter in _DETECT_ORDER:
+        if any(marker in found for marker in adapter.markers):
             return adapter.engine
-    if any(_line_start(text, marker) for marker in _NIM_MARKERS):
-        return NIM.engine
-    return None
+    return NIM.engine
 
 
 def _finite(value: float) -> bool:
