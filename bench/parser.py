@@ -3,8 +3,8 @@
     .venv/bin/python bench/parser.py [--n 2000] [--runs 3]
 
 Modes: `full` = every sample; `targeted` = only the names the page's engine adapter maps (what the poller
-does); `normalize` = targeted parse plus the adapter's mapping to normalized series. Prints the median of
-`--runs` runs per fixture and the ratio prometheus_client time ÷ our time.
+does); `normalize` = targeted parse plus the adapter's mapping to normalized series. Prints one markdown section
+(bench/run_all.py): the median of `--runs` runs per fixture and the ratio prometheus_client time ÷ our time.
 """
 
 from __future__ import annotations
@@ -42,10 +42,7 @@ def main() -> None:
     files = sorted([*FIXTURES.glob("engines/*.prom"), *FIXTURES.glob("dcgm/*.prom")])
     if not files:
         sys.exit(f"no fixtures under {FIXTURES}")
-    print(f"# {platform.machine()} {platform.processor() or ''} Python {platform.python_version()}, "
-          f"n={args.n}, median of {args.runs} runs; times are µs per parse")
-    print(f"{'fixture':58} {'bytes':>6} {'prom_client':>11} {'full':>8} {'x':>6} {'targeted':>8} {'x':>6} "
-          f"{'normalize':>9} {'x':>6}")
+    rows = []
     totals = {"pc": 0.0, "full": 0.0, "targeted": 0.0, "normalize": 0.0}
     for path in files:
         text = path.read_text()
@@ -66,13 +63,24 @@ def main() -> None:
             medians[mode] = statistics.median(timed(fn, args.n) for _ in range(args.runs))
             totals[mode] += medians[mode]
         us = {k: v / args.n * 1e6 for k, v in medians.items()}
-        norm = (f"{us['normalize']:9.1f} {medians['pc'] / medians['normalize']:5.1f}x" if "normalize" in us
-                else f"{'-':>9} {'-':>6}")
-        print(f"{path.name[:58]:58} {len(text):6} {us['pc']:11.1f} {us['full']:8.1f} "
-              f"{medians['pc'] / medians['full']:5.1f}x {us['targeted']:8.1f} "
-              f"{medians['pc'] / medians['targeted']:5.1f}x {norm}")
-    print(f"{'ALL (sum of medians)':58} {'':6} {'':11} {'':8} {totals['pc'] / totals['full']:5.1f}x {'':8} "
-          f"{totals['pc'] / totals['targeted']:5.1f}x")
+        norm = (f"{us['normalize']:.1f} | {medians['pc'] / medians['normalize']:.1f}×" if "normalize" in us
+                else "– | –")
+        rows.append(f"| {path.name} | {len(text)} | {us['pc']:.1f} | {us['full']:.1f} | "
+                    f"{medians['pc'] / medians['full']:.1f}× | {us['targeted']:.1f} | "
+                    f"{medians['pc'] / medians['targeted']:.1f}× | {norm} |")
+    print("## Parser vs prometheus_client (`bench/parser.py`)")
+    print()
+    print(f"Every fixture of ../shared/fixtures parsed {args.n} times per mode, median of {args.runs} runs, µs per "
+          f"parse; Python {platform.python_version()}. `full` = every sample; `targeted` = only the names of the "
+          "page's engine adapter (what the poller does); `normalize` = targeted parse + mapping to normalized "
+          "series. Target ≥ 30× prometheus_client.")
+    print()
+    print("| fixture | bytes | prometheus_client | full | × | targeted | × | normalize | × |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
+    print(f"| **all (sum of medians)** | | | | {totals['pc'] / totals['full']:.1f}× | | "
+          f"{totals['pc'] / totals['targeted']:.1f}× | | |")
+    print()
 
 
 if __name__ == "__main__":

@@ -184,6 +184,13 @@ CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = envint("CELERY_WORKER_PREFETCH_MULTIPLIER", 4)
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Routes by task name, so `.delay()` from anywhere lands on the right queue (DESIGN.md §2), not on "default".
+CELERY_TASK_ROUTES = {
+    "telemetry.endpoints_scrape_schedule_task": {"queue": "scrape"},
+    "telemetry.endpoints_scrape_task": {"queue": "scrape"},
+    "telemetry.usage_rollup_task": {"queue": "rollup"},
+    "telemetry.counter_snapshots_prune_task": {"queue": "rollup"},
+}
 CELERY_TIMEZONE = "UTC"
 
 # Collection intervals (seconds); a site may override the GPU poll interval.

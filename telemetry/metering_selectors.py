@@ -109,7 +109,8 @@ def endpoint_health_list(*, user: User, site: str | None = None) -> QuerySet[Ser
 
 
 def series_latest(*, user: User, endpoint_id: int) -> list[dict]:
-    """Latest gauges per series of an endpoint: running and waiting requests, KV-cache use (fraction)."""
+    """Latest gauges per (model, attribution labels) of an endpoint, summed over split labels (vLLM engines):
+    running and waiting requests (sums), KV-cache use (mean fraction), the latest scrape time."""
     newest = CounterSnapshot.objects.filter(series_id=OuterRef("pk")).order_by("-scraped_at")
     rows = (
         EngineSeries.objects.visible_to(user).filter(endpoint_id=endpoint_id)
@@ -120,4 +121,23 @@ def series_latest(*, user: User, endpoint_id: int) -> list[dict]:
         )
         .values("id", "model", "labels", "scraped_at", "running", "waiting", "kv_cache_usage")
     )
-    return list(rows)
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["model"], tuple(sorted(row["labels"].items()))), []).append(row)
+    out = []
+    for parts in groups.values():
+        kv = [p["kv_cache_usage"] for p in parts if p["kv_cache_usage"] is not None]
+        times = [p["scraped_at"] for p in parts if p["scraped_at"] is not None]
+        out.append({
+            "ids": [p["id"] for p in parts], "model": parts[0]["model"], "labels": parts[0]["labels"],
+            "scraped_at": max(times) if times else None,
+            "running": _sum_present(p["running"] for p in parts),
+            "waiting": _sum_present(p["waiting"] for p in parts),
+            "kv_cache_usage": sum(kv) / len(kv) if kv else None,
+        })
+    return out
+
+
+def _sum_present(values) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) if present else None

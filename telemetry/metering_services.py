@@ -17,9 +17,8 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from django.db import transaction
-from django.db.models import F, Max, Min, OuterRef, Subquery, Sum
-from django.db.models.functions import TruncDay, TruncHour
+from django.db import connection, transaction
+from django.db.models import Exists, F, OuterRef, Subquery, Sum
 from django.utils import timezone
 
 from sites.choices import EndpointHealth
@@ -35,8 +34,6 @@ TOKEN_FIELDS = ("prompt_tokens", "generation_tokens", "requests_ok", "requests_f
 FLOAT_COUNTER_FIELDS = ("ttft_sum_s", "itl_sum_s")
 COUNTER_FIELDS = TOKEN_FIELDS + FLOAT_COUNTER_FIELDS
 GAUGE_FIELDS = ("running", "waiting", "kv_cache_usage")
-# Deltas may arrive for an hour that was already rolled up (a slow batch); re-roll this far back every run.
-ROLLUP_LOOKBACK = dt.timedelta(hours=2)
 
 
 @dataclass
@@ -59,8 +56,12 @@ class RecordSummary:
     errors: dict[int, str] = field(default_factory=dict)
 
 
-def series_key(*, model: str, labels: dict[str, str]) -> str:
-    canonical = json.dumps([model, sorted(labels.items())], separators=(",", ":"), ensure_ascii=False)
+def series_key(*, model: str, labels: dict[str, str], split_labels: dict[str, str] | None = None) -> str:
+    # Without split labels the key is what it was before they existed, so such series keep their history.
+    parts: list = [model, sorted(labels.items())]
+    if split_labels:
+        parts.append(sorted(split_labels.items()))
+    canonical = json.dumps(parts, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -93,21 +94,58 @@ def _reading_values(series: engines.EngineSeries) -> dict:
     return values
 
 
+def _origin_of_new_series(endpoint_last: CounterSnapshot | None, values: dict) -> CounterSnapshot | None:
+    """Where a series never seen before starts counting from.
+
+    On an endpoint scraped for the first time it is a baseline (None: nothing billed for tokens served before
+    the endpoint was registered). On an endpoint already scraped successfully by the same engine process, the
+    series was not on that page, so the engine created it since: all of its value was served in between and is
+    counted from zero (a new `tenant_id`, LiteLLM `end_user`, model). After a process restart the reset rule
+    gives the same. Tokens are never lost, and a series seen once is never counted from zero again.
+    """
+    if endpoint_last is None:
+        return None
+    pst_prev, pst_cur = endpoint_last.process_start_time_s, values["process_start_time_s"]
+    zero = {f: 0 for f in COUNTER_FIELDS}
+    reasons = values["requests_by_reason"]
+    return CounterSnapshot(
+        scraped_at=endpoint_last.scraped_at,
+        process_start_time_s=pst_cur if pst_prev is None or pst_cur is None else pst_prev,
+        requests_by_reason=None if reasons is None else {k: 0 for k in reasons},
+        **zero,
+    )
+
+
+def _has_counters(prev: CounterSnapshot, cur: dict) -> bool:
+    """False for a gauge-only series (e.g. SGLang scheduler gauges per `tp_rank`): no delta row to write."""
+    return (cur["requests_by_reason"] is not None or prev.requests_by_reason is not None
+            or any(cur[f] is not None or getattr(prev, f) is not None for f in COUNTER_FIELDS))
+
+
 def _delta(prev: CounterSnapshot, cur: dict) -> tuple[dict, bool]:
     """The usage between `prev` and the reading `cur` (mutated: missing counters carry prev's value).
 
-    A decrease of any counter, or a changed process start time, is a reset: the new values are the delta.
+    A changed process start time is a reset (the new values are the delta); so is a decrease of any counter when
+    the engine prints no process start time, or a fall below half within the same process. A smaller dip within
+    the same process counts nothing (jitter).
     A counter missing now (NaN, or not printed this time) keeps the previous value so the next reading is
     diffed against the last known one; a counter that first appears in an existing series is a baseline.
     """
     pst_prev, pst_cur = prev.process_start_time_s, cur["process_start_time_s"]
-    reset = pst_prev is not None and pst_cur is not None and pst_prev != pst_cur
+    known_process = pst_prev is not None and pst_cur is not None
+    reset = known_process and pst_prev != pst_cur
     prev_reasons = prev.requests_by_reason or {}
     cur_reasons = cur["requests_by_reason"]
     if not reset:
+        # Without a process start time any decrease means a restart. With the same known process, a counter that
+        # fell below half its value was re-created (one engine of several restarting behind the same API
+        # server); a smaller dip is jitter: it counts nothing and the snapshot keeps the high-water mark, so
+        # nothing is counted twice when it climbs back.
+        floor = 0.5 if known_process else 1.0
         reset = any(
-            cur[f] is not None and getattr(prev, f) is not None and cur[f] < getattr(prev, f) for f in COUNTER_FIELDS
-        ) or any(k in prev_reasons and v < prev_reasons[k] for k, v in (cur_reasons or {}).items())
+            cur[f] is not None and getattr(prev, f) is not None and cur[f] < floor * getattr(prev, f)
+            for f in COUNTER_FIELDS
+        ) or any(k in prev_reasons and v < floor * prev_reasons[k] for k, v in (cur_reasons or {}).items())
     delta: dict = {}
     for f in COUNTER_FIELDS:
         before, now = getattr(prev, f), cur[f]
@@ -120,13 +158,14 @@ def _delta(prev: CounterSnapshot, cur: dict) -> tuple[dict, bool]:
         elif before is None:
             delta[f] = 0
         else:
-            delta[f] = now - before
+            delta[f] = max(0, now - before)
+            cur[f] = max(now, before)
     reasons_delta: dict[str, int] = {}
     if cur_reasons is not None or prev_reasons:
         merged = dict(cur_reasons or {})
         if not reset:
             for k, v in prev_reasons.items():
-                merged.setdefault(k, v)
+                merged[k] = max(merged.get(k, v), v)
         for k, v in merged.items():
             d = v if reset else v - prev_reasons.get(k, v)
             if d:
@@ -164,11 +203,14 @@ def scrape_outcomes_record(*, outcomes: Sequence[EndpointOutcome]) -> RecordSumm
             summary.healthy += 1
             for s in outcome.scrape.series:
                 model = s.model if s.model is not None else endpoint.served_model
-                key = series_key(model=model, labels=s.labels)
+                # Engines without a model label take the endpoint's configured model for display, but not in the
+                # key: editing `served_model` must not start a new series (it would be counted from zero again).
+                key = series_key(model=s.model or "", labels=s.labels, split_labels=s.split_labels)
                 row = series_rows.get((endpoint.pk, key))
                 if row is None:
                     row = EngineSeries(endpoint_id=endpoint.pk, key=key, model=model[:300], labels=s.labels,
-                                       first_seen_at=outcome.scraped_at, last_seen_at=outcome.scraped_at)
+                                       split_labels=s.split_labels, first_seen_at=outcome.scraped_at,
+                                       last_seen_at=outcome.scraped_at)
                     series_rows[(endpoint.pk, key)] = row
                 else:
                     row.last_seen_at = max(row.last_seen_at, outcome.scraped_at)
@@ -189,6 +231,12 @@ def scrape_outcomes_record(*, outcomes: Sequence[EndpointOutcome]) -> RecordSumm
                 .values_list("endpoint_id", "key", "pk")
             )
         latest = _latest_snapshots(series_ids=set(pk_by_key.values()))
+        endpoint_of = {pk: endpoint_id for (endpoint_id, _key), pk in pk_by_key.items()}
+        # Each endpoint's known snapshots (any series): a new series is compared with the endpoint's last
+        # successful scrape before its own.
+        endpoint_snaps: dict[int, list[CounterSnapshot]] = {}
+        for series_id, snap in latest.items():
+            endpoint_snaps.setdefault(endpoint_of[series_id], []).append(snap)
         snapshots: list[CounterSnapshot] = []
         deltas: list[UsageDelta] = []
         for outcome, s, row in sorted(readings, key=lambda r: r[0].scraped_at):
@@ -198,7 +246,11 @@ def scrape_outcomes_record(*, outcomes: Sequence[EndpointOutcome]) -> RecordSumm
                 summary.skipped += 1
                 continue
             values = _reading_values(s)
-            if prev is not None:
+            if prev is None:
+                earlier = [x for x in endpoint_snaps.get(row.endpoint_id, ()) if x.scraped_at < outcome.scraped_at]
+                last = max(earlier, key=lambda x: x.scraped_at) if earlier else None
+                prev = _origin_of_new_series(last, values)
+            if prev is not None and _has_counters(prev, values):
                 delta, reset = _delta(prev, values)
                 deltas.append(UsageDelta(
                     series_id=series_id, endpoint_id=row.endpoint_id, interval_start=prev.scraped_at,
@@ -207,6 +259,7 @@ def scrape_outcomes_record(*, outcomes: Sequence[EndpointOutcome]) -> RecordSumm
             snapshot = CounterSnapshot(series_id=series_id, scraped_at=outcome.scraped_at, **values)
             snapshots.append(snapshot)
             latest[series_id] = snapshot
+            endpoint_snaps.setdefault(row.endpoint_id, []).append(snapshot)
         CounterSnapshot.objects.bulk_create(snapshots, ignore_conflicts=True)
         UsageDelta.objects.bulk_create(deltas, ignore_conflicts=True)
         summary.snapshots, summary.deltas = len(snapshots), len(deltas)
@@ -255,7 +308,8 @@ def endpoints_scrape_schedule(*, batch_size: int = 250, expires_s: float | None 
     ids = list(ServingEndpoint.objects.filter(enabled=True).order_by("pk").values_list("pk", flat=True))
     batches = [ids[i:i + batch_size] for i in range(0, len(ids), batch_size)]
     for batch in batches:
-        endpoints_scrape_task.apply_async(kwargs={"endpoint_ids": batch}, queue="scrape", expires=expires)
+        # Queue `scrape` comes from CELERY_TASK_ROUTES.
+        endpoints_scrape_task.apply_async(kwargs={"endpoint_ids": batch}, expires=expires)
     return len(batches)
 
 
@@ -263,48 +317,85 @@ _SUMS = ("prompt_tokens", "generation_tokens", "requests_ok", "requests_failed",
          "itl_sum_s", "itl_count")
 
 
-def usage_rollup(*, now: dt.datetime | None = None) -> int:
-    """Recompute hourly then daily usage rollups from the last rolled-up hour (minus a lookback) to now.
+# Rollups run one at a time (a transaction-level advisory lock on PostgreSQL; SQLite serializes writers anyway),
+# so two runs never upsert the same bucket from different views of the deltas.
+_ROLLUP_LOCK_ID = 0x6D65_7465  # "mete"
+ROLLUP_BATCH = 20_000
 
-    Catches up after any downtime (it starts from the last hour it wrote, or the first delta), and is
-    idempotent: each bucket is recomputed from the facts and upserted. Returns the hourly rows written.
+
+def _hour(ts: dt.datetime) -> dt.datetime:
+    return ts.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def usage_rollup(*, batch_size: int = ROLLUP_BATCH) -> int:
+    """Roll every not-yet-rolled-up delta into its hourly and daily buckets, however late it was written.
+
+    Each batch claims deltas by a conditional UPDATE of `rolled_up` and, in the same transaction, recomputes every
+    (series, hour) bucket they touch from all of that bucket's deltas, then every touched (series, day) from the
+    hourly rows, and upserts both. Recomputing from the facts makes a re-run a no-op, a late delta (a batch that
+    committed hours after it fetched) lands in its own hour, and after downtime the runs catch up batch by batch.
+    Returns the hourly rows written.
     """
-    now = now or timezone.now()
-    last = UsageRollup.objects.filter(bucket=UsageBucket.HOUR).aggregate(m=Max("bucket_start"))["m"]
-    if last is not None:
-        start = last - ROLLUP_LOOKBACK
-    else:
-        start = UsageDelta.objects.aggregate(m=Min("interval_end"))["m"]
-        if start is None:
-            return 0
-    start = start.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
-    hourly = (
-        UsageDelta.objects.filter(interval_end__gte=start, interval_end__lte=now)
-        .annotate(b=TruncHour("interval_end", tzinfo=dt.UTC))
-        .values("series_id", "endpoint_id", "b")
-        .annotate(model=F("series__model"), **{f"s_{f}": Sum(f) for f in _SUMS})
-        .order_by()
-    )
-    rows = [
-        UsageRollup(series_id=r["series_id"], endpoint_id=r["endpoint_id"], model=r["model"],
-                    bucket=UsageBucket.HOUR, bucket_start=r["b"], **{f: r[f"s_{f}"] or 0 for f in _SUMS})
-        for r in hourly
-    ]
+    written = 0
+    while True:
+        with transaction.atomic():
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_ROLLUP_LOCK_ID])
+            claimed = list(
+                UsageDelta.objects.filter(rolled_up=False).order_by("pk")
+                .values_list("pk", "series_id", "interval_end")[:batch_size]
+            )
+            if not claimed:
+                return written
+            UsageDelta.objects.filter(pk__in=[pk for pk, _, _ in claimed], rolled_up=False).update(rolled_up=True)
+            hours: dict[dt.datetime, set[int]] = {}
+            for _, series_id, interval_end in claimed:
+                hours.setdefault(_hour(interval_end), set()).add(series_id)
+            written += _recompute_hours(hours)
+            days: dict[dt.datetime, set[int]] = {}
+            for hour, series_ids in hours.items():
+                days.setdefault(hour.replace(hour=0), set()).update(series_ids)
+            _recompute_days(days)
+        if len(claimed) < batch_size:
+            return written
+
+
+def _recompute_hours(hours: dict[dt.datetime, set[int]]) -> int:
+    rows: list[UsageRollup] = []
+    for hour, series_ids in sorted(hours.items()):
+        sums = (
+            UsageDelta.objects.filter(series_id__in=series_ids, interval_end__gte=hour,
+                                      interval_end__lt=hour + dt.timedelta(hours=1))
+            .values("series_id", "endpoint_id")
+            .annotate(model=F("series__model"), **{f"s_{f}": Sum(f) for f in _SUMS})
+            .order_by()
+        )
+        rows += [
+            UsageRollup(series_id=r["series_id"], endpoint_id=r["endpoint_id"], model=r["model"],
+                        bucket=UsageBucket.HOUR, bucket_start=hour, **{f: r[f"s_{f}"] or 0 for f in _SUMS})
+            for r in sums
+        ]
     _upsert_rollups(rows)
-    day_start = start.replace(hour=0)
-    daily = (
-        UsageRollup.objects.filter(bucket=UsageBucket.HOUR, bucket_start__gte=day_start)
-        .annotate(b=TruncDay("bucket_start", tzinfo=dt.UTC))
-        .values("series_id", "endpoint_id", "model", "b")
-        .annotate(**{f"s_{f}": Sum(f) for f in _SUMS})
-        .order_by()
-    )
-    _upsert_rollups([
-        UsageRollup(series_id=r["series_id"], endpoint_id=r["endpoint_id"], model=r["model"],
-                    bucket=UsageBucket.DAY, bucket_start=r["b"], **{f: r[f"s_{f}"] or 0 for f in _SUMS})
-        for r in daily
-    ])
     return len(rows)
+
+
+def _recompute_days(days: dict[dt.datetime, set[int]]) -> None:
+    rows: list[UsageRollup] = []
+    for day, series_ids in sorted(days.items()):
+        sums = (
+            UsageRollup.objects.filter(bucket=UsageBucket.HOUR, series_id__in=series_ids, bucket_start__gte=day,
+                                       bucket_start__lt=day + dt.timedelta(days=1))
+            .values("series_id", "endpoint_id", "model")
+            .annotate(**{f"s_{f}": Sum(f) for f in _SUMS})
+            .order_by()
+        )
+        rows += [
+            UsageRollup(series_id=r["series_id"], endpoint_id=r["endpoint_id"], model=r["model"],
+                        bucket=UsageBucket.DAY, bucket_start=day, **{f: r[f"s_{f}"] or 0 for f in _SUMS})
+            for r in sums
+        ]
+    _upsert_rollups(rows)
 
 
 def _upsert_rollups(rows: list[UsageRollup]) -> None:
@@ -313,3 +404,25 @@ def _upsert_rollups(rows: list[UsageRollup]) -> None:
             rows, update_conflicts=True, unique_fields=["series", "bucket", "bucket_start"],
             update_fields=["model", *_SUMS], batch_size=1000,
         )
+
+
+def counter_snapshots_prune(*, now: dt.datetime | None = None, batch_size: int = 50_000) -> int:
+    """Delete counter snapshots older than RAW_SAMPLE_RETENTION_DAYS, except the latest one of every series.
+
+    The latest snapshot is what the series' next reading is diffed against (an idle or unreachable endpoint may
+    come back after months), so it is kept whatever its age; deltas and rollups are never touched. Deletes in
+    batches, each its own statement; running it twice deletes nothing the second time. Returns rows deleted.
+    """
+    from django.conf import settings
+
+    cutoff = (now or timezone.now()) - dt.timedelta(days=settings.RAW_SAMPLE_RETENTION_DAYS)
+    newer = CounterSnapshot.objects.filter(series_id=OuterRef("series_id"), scraped_at__gt=OuterRef("scraped_at"))
+    stale = CounterSnapshot.objects.filter(scraped_at__lt=cutoff).filter(Exists(newer))
+    deleted = 0
+    while True:
+        ids = list(stale.order_by().values_list("pk", flat=True)[:batch_size])
+        if not ids:
+            return deleted
+        # Only rows that still have a newer snapshot: the check is repeated in the DELETE itself.
+        deleted += stale.filter(pk__in=ids).delete()[0]
+

@@ -40,11 +40,14 @@ class Sample(NamedTuple):
 # A label value: anything but a quote, a backslash or a newline, or an escaped character.
 _VALUE = r'"([^"\\\n]*(?:\\.[^"\\\n]*)*)"'
 _LABEL_NAME = r"[a-zA-Z_][a-zA-Z0-9_]*"
+# A well-formed label set between the braces: `name="value"` pairs, commas between, an optional trailing comma.
+_LABEL_BODY_PATTERN = (
+    r"(?:[ \t]*" + _LABEL_NAME + r"[ \t]*=[ \t]*\"[^\"\\\n]*(?:\\.[^\"\\\n]*)*\"[ \t]*,)*"
+    r"(?:[ \t]*" + _LABEL_NAME + r"[ \t]*=[ \t]*\"[^\"\\\n]*(?:\\.[^\"\\\n]*)*\")?[ \t]*"
+)
 # The common sample line: a legacy name, an optional well-formed label set, a value and an optional timestamp.
 _SAMPLE_RE = re.compile(
-    r"[ \t]*([a-zA-Z_:][a-zA-Z0-9_:]*)[ \t]*"
-    r"(?:\{((?:[ \t]*" + _LABEL_NAME + r"[ \t]*=[ \t]*\"[^\"\\\n]*(?:\\.[^\"\\\n]*)*\"[ \t]*,)*"
-    r"(?:[ \t]*" + _LABEL_NAME + r"[ \t]*=[ \t]*\"[^\"\\\n]*(?:\\.[^\"\\\n]*)*\")?[ \t]*)\})?"
+    r"[ \t]*([a-zA-Z_:][a-zA-Z0-9_:]*)[ \t]*(?:\{(" + _LABEL_BODY_PATTERN + r")\})?"
     r"[ \t]+([^ \t\n]+)(?:[ \t]+([^ \t\n]+))?[ \t]*\r?"
 )
 # Consumes the separators too, so findall() walks the label set pair by pair instead of scanning inside values.
@@ -68,24 +71,45 @@ def _number(text: str, line: str) -> float:
         raise ParseError(f"invalid number {text!r} in line: {line[:200]!r}") from None
 
 
+# label-set text → dict. Label sets repeat on a page (one per metric name) and across scrapes of an endpoint,
+# so each is parsed once. The dicts are shared between samples: callers must not mutate `Sample.labels`.
+_LABEL_CACHE: dict[str, dict[str, str]] = {}
+_LABEL_CACHE_MAX = 200_000
+
+
 def _labels(body: str | None) -> dict[str, str]:
     if not body:
         return {}
+    labels = _LABEL_CACHE.get(body)
+    if labels is not None:
+        return labels
     pairs = _PAIR_RE.findall(body)
     labels = dict(pairs)
     if len(labels) != len(pairs):
         raise ParseError(f"duplicate label name in {{{body[:200]}}}")
+    if "__name__" in labels:
+        raise ParseError(f"metric name given twice in label set {{{body[:200]}}}")
     if "\\" in body:
         labels = {k: _unescape(v) for k, v in labels.items()}
+    if len(_LABEL_CACHE) >= _LABEL_CACHE_MAX:
+        _LABEL_CACHE.clear()
+    _LABEL_CACHE[body] = labels
     return labels
+
+
+_BODY_RE = re.compile(_LABEL_BODY_PATTERN)
+
+
+def _checked_labels(body: str) -> dict[str, str] | None:
+    """The labels of a label-set text, or None when it is not exactly a well-formed label set."""
+    if _BODY_RE.fullmatch(body) is None:
+        return None
+    return _labels(body)
 
 
 def _sample_from_match(m: re.Match, line: str) -> Sample:
     name, body, value, ts = m.groups()
-    labels = _labels(body)
-    if "__name__" in labels:
-        raise ParseError(f"metric name given twice in line: {line[:200]!r}")
-    return Sample(name, labels, _number(value, line), None if ts is None else _number(ts, line) / 1000)
+    return Sample(name, _labels(body), _number(value, line), None if ts is None else _number(ts, line) / 1000)
 
 
 def _slow_sample(line: str) -> Sample:
@@ -180,54 +204,72 @@ def _read_quoted(text: str, i: int, line: str) -> tuple[str, int]:
 
 def parse(text: str, *, names: Collection[str] | None = None) -> list[Sample]:
     """The samples of a Prometheus text page; with `names`, only those samples (others are not parsed)."""
-    match = _SAMPLE_RE.fullmatch
-    out: list[Sample] = []
-    append = out.append
     if "\r" in text:
         text = text.replace("\r\n", "\n")
-    lines = text.split("\n")
     if names is None:
-        for line in lines:
-            m = match(line)
-            if m is not None:
-                append(_sample_from_match(m, line))
-                continue
-            stripped = line.strip()
-            if not stripped or stripped[0] == "#":
-                continue
-            append(_slow_sample(line))
-        return out
-    wanted = frozenset(names)
+        return _parse_lines(text)
+    wanted = names if isinstance(names, frozenset) else frozenset(names)
     if not wanted:
-        return out
-    # Leading whitespace before a sample is legal but rare; only then pay for stripping every line.
-    if text[:1] in (" ", "\t") or "\n " in text or "\n\t" in text:
-        lines = [line.lstrip(" \t") for line in lines]
+        return []
     if '{"' in text:
         # Quoted (UTF-8) metric names can sit inside the braces: take the careful path for the whole page.
-        for sample in parse(text):
-            if sample.name in wanted:
-                append(sample)
-        return out
-    # filter() runs the name regex over the lines in C: unwanted lines never reach Python code.
-    for line in filter(_names_regex(wanted).match, lines):
-        m = match(line)
-        sample = _slow_sample(line) if m is None else _sample_from_match(m, line)
+        return [sample for sample in _parse_lines(text) if sample.name in wanted]
+    # One regex scan of the whole page, in C: it stops only at a newline followed by a wanted name (a trie, so
+    # other lines fail on their first characters) and captures name, label set, value and timestamp.
+    out: list[Sample] = []
+    append = out.append
+    labels_of = _LABEL_CACHE.get
+    for name, rest, body, value, ts in _targeted_regex(wanted).findall("\n" + text):
+        if value:
+            labels = (labels_of(body) or _checked_labels(body)) if body else {}
+            if labels is not None and "_" not in value and "_" not in ts:
+                try:
+                    append(Sample(name, labels, float(value), float(ts) / 1000 if ts else None))
+                    continue
+                except ValueError:
+                    pass
+        # Not the common shape, a loose label-set match that is not a well-formed label set (a `}` inside a
+        # quoted value), or an invalid number: the careful path parses the line or says why not.
+        sample = _slow_sample(name + rest)
         if sample.name in wanted:
             append(sample)
     return out
 
 
+def _parse_lines(text: str) -> list[Sample]:
+    match = _SAMPLE_RE.fullmatch
+    out: list[Sample] = []
+    append = out.append
+    for line in text.split("\n"):
+        m = match(line)
+        if m is not None:
+            append(_sample_from_match(m, line))
+            continue
+        stripped = line.strip()
+        if not stripped or stripped[0] == "#":
+            continue
+        append(_slow_sample(line))
+    return out
+
+
 @functools.lru_cache(maxsize=64)
-def _names_regex(names: frozenset[str]) -> re.Pattern:
-    """A regex matching a line that starts with one of `names`, shaped as a trie so a line fails fast."""
+def _targeted_regex(names: frozenset[str]) -> re.Pattern:
+    """A newline, a wanted name (group 1), the rest of its line (group 2) and, when the line has the common shape,
+    a loose label set (3; checked by _checked_labels), the value (4) and the timestamp (5)."""
+    return re.compile(
+        r"\n[ \t]*(" + _trie_pattern(_trie(names)) + r")(?=[ \t{])(?=([^\n]*))"
+        r"(?:[ \t]*(?:\{([^}\n]*)\})?[ \t]+([^ \t\n]+)(?:[ \t]+([^ \t\n]+))?[ \t]*\r?(?=\n|\Z))?"
+    )
+
+
+def _trie(names: frozenset[str]) -> dict:
     trie: dict = {}
     for name in names:
         node = trie
         for ch in name:
             node = node.setdefault(ch, {})
         node[""] = {}
-    return re.compile(_trie_pattern(trie) + r"[ \t{]")
+    return trie
 
 
 def _trie_pattern(node: dict) -> str:

@@ -1,4 +1,5 @@
-"""Periodic metering tasks: the scrape fan-out every ENGINE_SCRAPE_INTERVAL_S, usage rollups every minute."""
+"""Periodic metering tasks: the scrape fan-out every ENGINE_SCRAPE_INTERVAL_S, usage rollups every minute,
+snapshot retention every hour."""
 
 from django.conf import settings
 
@@ -15,5 +16,10 @@ BEAT_SCHEDULE: dict = {
         "task": "telemetry.usage_rollup_task",
         "schedule": 60.0,
         "options": {"queue": "rollup", "expires": 60.0},
+    },
+    "metering-counter-snapshots-prune": {
+        "task": "telemetry.counter_snapshots_prune_task",
+        "schedule": 3600.0,
+        "options": {"queue": "rollup", "expires": 3600.0},
     },
 }

@@ -12,6 +12,7 @@ Absent is not zero: a field whose metric is not on the page is `None`.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
@@ -53,9 +54,13 @@ class EngineSeries:
     itl_sum_s: float | None = None
     itl_count: float | None = None
     process_start_time_s: float | None = None
+    # Labels that tell counting processes apart (vLLM `engine`): part of the raw series' identity, not attribution.
+    split_labels: dict[str, str] = field(default_factory=dict)
 
     def as_json(self) -> dict:
         data = asdict(self)
+        if not self.split_labels:
+            del data["split_labels"]
         for key, value in data.items():
             if isinstance(value, float) and value.is_integer():
                 data[key] = int(value)
@@ -66,10 +71,47 @@ class EngineSeries:
         return data
 
 
+_SUMMED_FIELDS = ("prompt_tokens", "generation_tokens", "requests_ok", "requests_failed", "running", "waiting",
+                  "ttft_sum_s", "ttft_count", "itl_sum_s", "itl_count")
+
+
+def _sum_series(parts: list[EngineSeries]) -> EngineSeries:
+    """One (model, attribution labels) series summed over its split labels: for reports, never for deltas.
+
+    A field is the sum of the parts that print it (None when none does); KV-cache use is their mean, the process
+    start time the latest.
+    """
+    if len(parts) == 1 and not parts[0].split_labels:
+        return parts[0]
+    values: dict = {}
+    for name in _SUMMED_FIELDS:
+        present = [getattr(p, name) for p in parts if getattr(p, name) is not None]
+        values[name] = sum(present) if present else None
+    kv = [p.kv_cache_usage for p in parts if p.kv_cache_usage is not None]
+    values["kv_cache_usage"] = sum(kv) / len(kv) if kv else None
+    starts = [p.process_start_time_s for p in parts if p.process_start_time_s is not None]
+    values["process_start_time_s"] = max(starts) if starts else None
+    reasons: dict[str, float] | None = None
+    for p in parts:
+        if p.requests_by_reason is not None:
+            reasons = reasons or {}
+            for reason, count in p.requests_by_reason.items():
+                reasons[reason] = reasons.get(reason, 0.0) + count
+    return EngineSeries(model=parts[0].model, labels=parts[0].labels, requests_by_reason=reasons, **values)
+
+
 @dataclass(frozen=True)
 class EngineScrape:
     engine: str
+    # Raw series: one per (model, attribution labels, split labels), the unit of snapshots and deltas.
     series: list[EngineSeries]
+
+    def summed(self) -> EngineScrape:
+        """The same scrape with series summed over split labels (vLLM: over `engine`), as reports show it."""
+        groups: dict[tuple, list[EngineSeries]] = {}
+        for s in self.series:
+            groups.setdefault((s.model, tuple(sorted(s.labels.items()))), []).append(s)
+        return EngineScrape(engine=self.engine, series=[_sum_series(parts) for parts in groups.values()])
 
     def as_json(self) -> dict:
         return {"engine": self.engine, "series": [s.as_json() for s in self.series]}
@@ -95,7 +137,10 @@ class Adapter:
     # Counter with a `finished_reason` label: gives requests_by_reason (and ok/failed when not given directly).
     by_reason: tuple[tuple[Source, ...], ...] = ()
     reason_label: str = "finished_reason"
-    drop_labels: frozenset[str] = frozenset()
+    # Labels naming a separate counting process: kept in the raw series' identity (see the module docstring).
+    split_labels: frozenset[str] = frozenset()
+    # Labels of lazily created children of one process's counter: summed before deltas.
+    sum_labels: frozenset[str] = frozenset()
     # None: keep every other label for attribution; a set: keep only these.
     keep_labels: frozenset[str] | None = None
     # requests_ok is given as a total that includes the failed ones (SGLang's num_requests_total).
@@ -141,7 +186,7 @@ VLLM = Adapter(
         **_latency(["vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds"], "itl"),
     },
     by_reason=_alts("vllm:request_success_total"),
-    drop_labels=frozenset({"engine"}),
+    split_labels=frozenset({"engine"}),
 )
 
 SGLANG = Adapter(
@@ -159,8 +204,10 @@ SGLANG = Adapter(
         **_latency(["sglang:time_to_first_token_seconds"], "ttft"),
         **_latency(["sglang:inter_token_latency_seconds", "sglang:time_per_output_token_seconds"], "itl"),
     },
-    # Parallel ranks are summed; anything else (custom labels from a request header) is kept for attribution.
-    drop_labels=frozenset({"engine_type", "tp_rank", "pp_rank", "dp_rank", "moe_ep_rank", "is_streaming"}),
+    # Parallel ranks are separate processes (scheduler gauges carry them; tokenizer counters usually do not);
+    # anything else but `is_streaming` (custom labels from a request header) is kept for attribution.
+    split_labels=frozenset({"engine_type", "tp_rank", "pp_rank", "dp_rank", "moe_ep_rank"}),
+    sum_labels=frozenset({"is_streaming"}),
     ok_includes_failed=True,
 )
 
@@ -178,7 +225,8 @@ TGI = Adapter(
         "waiting": _alts("tgi_queue_size"),
         **_latency(["tgi_request_mean_time_per_token_duration"], "itl"),
     },
-    drop_labels=frozenset({"err", "method"}),
+    # One process; `err` / `method` children appear on first use.
+    sum_labels=frozenset({"err", "method"}),
 )
 
 TRTLLM = Adapter(
@@ -195,7 +243,7 @@ TRTLLM = Adapter(
         **_latency(["trtllm_time_per_output_token_seconds", "trtllm:time_per_output_token_seconds"], "itl"),
     },
     by_reason=_alts("trtllm_request_success_total", "trtllm:request_success_total"),
-    drop_labels=frozenset({"engine_type"}),
+    split_labels=frozenset({"engine_type"}),
 )
 
 TRITON = Adapter(
@@ -250,7 +298,7 @@ NIM = Adapter(
         ),
     },
     by_reason=_alts("request_finish_total", "vllm:request_success_total"),
-    drop_labels=frozenset({"engine", "engine_type", "tp_rank", "pp_rank", "dp_rank"}),
+    split_labels=frozenset({"engine", "engine_type", "tp_rank", "pp_rank", "dp_rank"}),
 )
 
 LLAMACPP = Adapter(
@@ -290,18 +338,23 @@ ADAPTERS: dict[str, Adapter] = {
 _NIM_MARKERS = ("prompt_tokens_total{", "generation_tokens_total{", "num_requests_running{")
 
 
-def _line_start(text: str, marker: str) -> bool:
-    return text.startswith(marker) or f"\n{marker}" in text
+_DETECT_ORDER = (VLLM, SGLANG, LLAMACPP, LITELLM, TRTLLM, TRITON, TGI)
+_MARKER_RE = re.compile(
+    "\n(" + "|".join(re.escape(m) for a in _DETECT_ORDER for m in a.markers) + "|"
+    + "|".join(re.escape(m) for m in _NIM_MARKERS) + ")"
+)
 
 
 def detect_engine(text: str) -> str | None:
-    """The engine whose metric names start a line of the page, or None."""
-    for adapter in (VLLM, SGLANG, LLAMACPP, LITELLM, TRTLLM, TRITON, TGI):
-        if any(_line_start(text, marker) for marker in adapter.markers):
+    """The engine whose metric names start a line of the page (most specific first), or None."""
+    # One scan of the page for every marker at a line start, then the most specific engine wins.
+    found = set(_MARKER_RE.findall("\n" + text))
+    if not found:
+        return None
+    for adapter in _DETECT_ORDER:
+        if any(marker in found for marker in adapter.markers):
             return adapter.engine
-    if any(_line_start(text, marker) for marker in _NIM_MARKERS):
-        return NIM.engine
-    return None
+    return NIM.engine
 
 
 def _finite(value: float) -> bool:
@@ -336,16 +389,20 @@ def normalize(text: str, *, engine: str = "auto") -> EngineScrape:
         by_name.setdefault(sample.name, []).append(sample)
 
     model_labels = adapter.model_labels
-    drop = adapter.drop_labels | {adapter.reason_label, "le", "quantile"} | set(model_labels)
+    split = adapter.split_labels
+    drop = adapter.sum_labels | {adapter.reason_label, "le", "quantile"} | set(model_labels)
     keep = adapter.keep_labels
 
     def key_of(labels: dict[str, str], selector: dict[str, str]) -> tuple:
         model = next((labels[name] for name in model_labels if name in labels), None)
-        rest = tuple(sorted(
-            (k, v) for k, v in labels.items()
-            if k not in drop and k not in selector and (keep is None or k in keep)
-        ))
-        return model, rest
+        rest: list[tuple[str, str]] = []
+        parts: list[tuple[str, str]] = []
+        for k, v in labels.items():
+            if k in split:
+                parts.append((k, v))
+            elif k not in drop and k not in selector and (keep is None or k in keep):
+                rest.append((k, v))
+        return model, tuple(sorted(rest)), tuple(sorted(parts))
 
     series: dict[tuple, _Acc] = {}
 
@@ -393,7 +450,8 @@ def normalize(text: str, *, engine: str = "auto") -> EngineScrape:
     process_start = max(start_times) if start_times else None
 
     out: list[EngineSeries] = []
-    for (model, rest), acc in sorted(series.items(), key=lambda item: (item[0][0] or "", item[0][1])):
+    for (model, rest, parts), acc in sorted(series.items(),
+                                            key=lambda item: (item[0][0] or "", item[0][1], item[0][2])):
         values = {k: v for k, v in acc.values.items() if k not in acc.bad}
         if acc.reasons is not None:
             acc.reasons = {r: v for r, v in acc.reasons.items() if f"reason:{r}" not in acc.bad}
@@ -411,7 +469,7 @@ def normalize(text: str, *, engine: str = "auto") -> EngineScrape:
                 values["requests_failed"] = failed
         out.append(EngineSeries(
             model=model, labels=dict(rest), requests_by_reason=acc.reasons,
-            process_start_time_s=process_start, **values,
+            process_start_time_s=process_start, split_labels=dict(parts), **values,
         ))
     if not out:
         raise EngineError(f"no {adapter.engine} metrics on the page")

@@ -20,13 +20,19 @@ class EngineSeriesQuerySet(PartnerScopedQuerySet):
 
 
 class EngineSeries(BaseModel):
-    """One normalized series of an endpoint: a model plus the attribution labels the engine printed."""
+    """One raw series of an endpoint: a model, the attribution labels, and the labels naming the counting process.
+
+    Deltas are computed per raw series; usage is summed over `split_labels` only when reported (rollup selectors),
+    so one vLLM engine restarting never makes the other engines' totals count again.
+    """
 
     endpoint = models.ForeignKey("sites.ServingEndpoint", on_delete=models.CASCADE, related_name="engine_series")
-    # sha256 of the canonical JSON of (model, labels): a fixed-width unique key whatever the labels hold.
+    # sha256 of the canonical JSON of (model, labels[, split_labels]): a fixed-width unique key.
     key = models.CharField(max_length=64)
     model = models.CharField(max_length=300, blank=True)
     labels = models.JSONField(default=dict, blank=True)
+    # e.g. {"engine": "1"} for vLLM's data-parallel engines; not used for attribution.
+    split_labels = models.JSONField(default=dict, blank=True)
     first_seen_at = models.DateTimeField()
     last_seen_at = models.DateTimeField()
 
@@ -44,7 +50,7 @@ class EngineSeries(BaseModel):
         ]
 
     def __str__(self) -> str:
-        return f"{self.endpoint_id}:{self.model or '-'}{self.labels or ''}"
+        return f"{self.endpoint_id}:{self.model or '-'}{self.labels or ''}{self.split_labels or ''}"
 
 
 class CounterSnapshot(models.Model):
@@ -102,6 +108,8 @@ class UsageDelta(models.Model):
     itl_count = models.BigIntegerField(default=0)
     # The counters went back or the process start time changed: the new values were taken whole.
     reset = models.BooleanField(default=False)
+    # Claimed by usage_rollup (conditional UPDATE) when its hour and day buckets are recomputed.
+    rolled_up = models.BooleanField(default=False)
 
     objects = UsageDeltaQuerySet.as_manager()
 
@@ -113,6 +121,10 @@ class UsageDelta(models.Model):
                 name="%(app_label)s_%(class)s_unique_series_end",
                 violation_error_message="This series already has a delta ending at this time.",
             )
+        ]
+        indexes = [
+            # Small: only the deltas still waiting for the rollup.
+            models.Index(fields=["id"], condition=models.Q(rolled_up=False), name="telemetry_usagedelta_unrolled"),
         ]
 
     def __str__(self) -> str:

@@ -1,7 +1,7 @@
 """Metering tasks: thin wrappers that load ids and call telemetry.metering_services.
 
-Queues are given where the tasks are sent (beat options in schedule_metering.py, apply_async in the fan-out):
-scrape tasks on `scrape`, the rollup on `rollup` (Celery deprecates the `queue` task attribute).
+Queues come from CELERY_TASK_ROUTES in settings (scrape tasks on `scrape`, rollup and retention on `rollup`),
+so `.delay()` routes them too; beat options repeat them.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from django.conf import settings
 
 from telemetry import metering_services
 
-__all__ = ["endpoints_scrape_schedule_task", "endpoints_scrape_task", "usage_rollup_task"]
+__all__ = [
+    "counter_snapshots_prune_task", "endpoints_scrape_schedule_task", "endpoints_scrape_task", "usage_rollup_task",
+]
 
 # A batch fetches concurrently with a per-request deadline, so its wall time is about one timeout plus the
 # database write; the limits leave room for that and stop a stuck batch before the next round piles up.
@@ -34,3 +36,9 @@ def endpoints_scrape_task(endpoint_ids: list[int]) -> dict:
 @shared_task(name="telemetry.usage_rollup_task", soft_time_limit=240, time_limit=300)
 def usage_rollup_task() -> int:
     return metering_services.usage_rollup()
+
+
+@shared_task(name="telemetry.counter_snapshots_prune_task", soft_time_limit=240, time_limit=300)
+def counter_snapshots_prune_task() -> int:
+    return metering_services.counter_snapshots_prune()
+

@@ -74,7 +74,7 @@ def test_fixture_maps_to_its_printed_values(name: str) -> None:
         assert getattr(series, field_name) == value, field_name
 
 
-def test_vllm_sums_engines_and_prefers_new_names() -> None:
+def test_vllm_keeps_one_raw_series_per_engine_sums_them_for_reports_and_prefers_new_names() -> None:
     # given two engines, and both the old and the new KV-cache name
     text = "\n".join([
         'vllm:prompt_tokens_total{engine="0",model_name="m"} 10',
@@ -91,19 +91,41 @@ def test_vllm_sums_engines_and_prefers_new_names() -> None:
         'vllm:request_success_total{engine="1",finished_reason="error",model_name="m"} 1', "",
     ])
     # when
-    [series] = normalize(text).series
-    # then
+    scrape = normalize(text)
+    [series] = scrape.summed().series
+    # then: one raw series per engine (deltas are per engine), summed over `engine` only for reports
+    assert [(s.split_labels, s.labels, s.prompt_tokens, s.generation_tokens) for s in scrape.series] == [
+        ({"engine": "0"}, {}, 10, 7), ({"engine": "1"}, {}, 5, 8)]
+    assert [s.kv_cache_usage for s in scrape.series] == [0.5, 0.1]
     assert (series.prompt_tokens, series.generation_tokens) == (15, 15)
     assert series.kv_cache_usage == pytest.approx(0.3)
     assert (series.itl_sum_s, series.itl_count) == (2.5, 100)
     assert (series.requests_ok, series.requests_failed) == (3, 1)
-    assert series.labels == {}
+    assert series.labels == {} and series.split_labels == {}
+    assert "split_labels" not in series.as_json() and scrape.series[0].as_json()["split_labels"] == {"engine": "0"}
+
+
+def test_sum_labels_are_summed_before_deltas_split_labels_are_not() -> None:
+    # given TGI failures split by `err` (children of one process) and SGLang gauges per `tp_rank`
+    tgi = 'tgi_request_failure{err="validation"} 1\ntgi_request_failure{err="generation"} 2\ntgi_queue_size 0\n'
+    sglang = ('sglang:prompt_tokens_total{model_name="m"} 100\n'
+              'sglang:num_running_reqs{model_name="m",tp_rank="0"} 3\n'
+              'sglang:num_running_reqs{model_name="m",tp_rank="1"} 4\n')
+    # when
+    [t] = normalize(tgi).series
+    s = normalize(sglang)
+    # then
+    assert (t.requests_failed, t.split_labels) == (3, {})
+    assert [(x.split_labels, x.prompt_tokens, x.running) for x in s.series] == [
+        ({}, 100, None), ({"tp_rank": "0"}, None, 3), ({"tp_rank": "1"}, None, 4)]
+    [summed] = s.summed().series
+    assert (summed.prompt_tokens, summed.running) == (100, 7)
 
 
 def test_sglang_old_name_label_and_custom_tenant_label() -> None:
     # given
-    text = ('sglang:prompt_tokens_total{name="llama",tenant_id="acme",tp_rank="0"} 100\n'
-            'sglang:prompt_tokens_total{name="llama",tenant_id="zeta",tp_rank="0"} 1\n'
+    text = ('sglang:prompt_tokens_total{name="llama",tenant_id="acme"} 100\n'
+            'sglang:prompt_tokens_total{name="llama",tenant_id="zeta"} 1\n'
             'sglang:num_requests_total{name="llama",tenant_id="acme"} 10\n'
             'sglang:num_aborted_requests_total{name="llama",tenant_id="acme"} 2\n')
     # when

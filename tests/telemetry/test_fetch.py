@@ -131,3 +131,20 @@ def test_slow_engine_times_out_and_500_is_reported(server) -> None:
     # then
     assert slow.error == "timed out" and slow.elapsed_s < 1.2
     assert err.error == "HTTP 500 from the engine"
+
+
+def test_many_targets_over_several_small_pools_come_back_in_order(server) -> None:
+    # given more targets than one pool holds, each path serving its own number, one of them failing
+    policy = FetchPolicy(timeout_s=5, max_bytes=1_000_000, allow_private=False, allow_loopback=True)
+    # socketserver listens with a backlog of 5; 96 simultaneous connects would meet SYN drops and retransmits.
+    server.httpd.socket.listen(256)
+    for i in range(150):
+        server.set(f"/p{i}", f"n {i}\n")
+    targets = [FetchTarget(key=i, url=server.url(f"/p{i}" if i != 77 else "/missing")) for i in range(150)]
+    # when
+    results = asyncio.run(fetch_many(targets, policy, concurrency=96))
+    # then
+    assert [r.key for r in results] == list(range(150))
+    assert [r.text for r in results if r.key != 77] == [f"n {i}\n" for i in range(150) if i != 77], [
+        r.error for r in results if r.error][:5]
+    assert results[77].error == "HTTP 404 from the engine"

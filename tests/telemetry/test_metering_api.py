@@ -31,13 +31,13 @@ def server():
 
 @pytest.fixture
 def usage(world, server):
-    """Two polls of endpoint_a (12/30 tokens) and endpoint_b (5/6 tokens), rolled up."""
+    """Two polls of endpoint_a (two vLLM engines: 12/30 + 3/1 tokens) and endpoint_b (5/6 tokens), rolled up."""
     world.endpoint_a.metrics_url = server.url("/a")
     world.endpoint_a.save()
     world.endpoint_b.metrics_url = server.url("/b")
     world.endpoint_b.save()
-    for minute, (a, b) in enumerate([((100, 100), (1, 1)), ((112, 130), (6, 7))]):
-        server.set("/a", vllm_page(engines={"0": a}, model="llama"))
+    for minute, (a, a1, b) in enumerate([((100, 100), (50, 60), (1, 1)), ((112, 130), (53, 61), (6, 7))]):
+        server.set("/a", vllm_page(engines={"0": a, "1": a1}, model="llama"))
         server.set("/b", vllm_page(engines={"0": b}, model="qwen"))
         with time_machine.travel(T0 + dt.timedelta(minutes=minute), tick=False):
             call_command("poll_endpoints", "--once", stdout=open(os.devnull, "w"), stderr=open(os.devnull, "w"))
@@ -53,7 +53,8 @@ def test_usage_api_rows_are_scoped_and_exact(usage, api_client_for) -> None:
     mine = api_client_for("viewer").get(url, {"bucket": "hour"}).json()
     theirs = api_client_for("outsider").get(url, {"bucket": "day"}).json()
     # then
-    assert [(r["model"], r["prompt_tokens"], r["generation_tokens"]) for r in mine["results"]] == [("llama", 12, 30)]
+    # (endpoint_a's two engines are two raw series, summed into one row per model)
+    assert [(r["model"], r["prompt_tokens"], r["generation_tokens"]) for r in mine["results"]] == [("llama", 15, 31)]
     assert mine["results"][0]["bucket_start"] == "2026-03-02T10:00:00Z"
     assert mine["results"][0]["endpoint"] == usage.endpoint_a.pk
     assert [(r["model"], r["prompt_tokens"], r["generation_tokens"]) for r in theirs["results"]] == [("qwen", 5, 6)]
@@ -92,7 +93,8 @@ def test_poll_endpoints_once_marks_unreachable_endpoints_unhealthy(usage) -> Non
     usage.endpoint_a.refresh_from_db()
     # then
     assert usage.endpoint_a.health == "healthy" and usage.endpoint_a.detected_engine == "vllm"
-    assert UsageRollup.objects.filter(endpoint=usage.endpoint_a, bucket="day").get().prompt_tokens == 12
+    assert sorted(UsageRollup.objects.filter(endpoint=usage.endpoint_a, bucket="day")
+                  .values_list("prompt_tokens", flat=True)) == [3, 12]
 
 
 @pytest.mark.skipif(not SGLANG.exists(), reason="../shared/fixtures is not present")
@@ -108,6 +110,19 @@ def test_scrape_engine_json_prints_the_normalized_series(server, capsys) -> None
     assert series["model"] == "meta-llama/Llama-3.1-8B-Instruct"
     assert (series["prompt_tokens"], series["generation_tokens"]) == (8128902, 7557572)
     assert series["requests_ok"] is None and series["requests_failed"] is None and series["labels"] == {}
+
+
+def test_scrape_engine_json_sums_over_the_engine_label(server, capsys) -> None:
+    # given a vLLM page with two data-parallel engines
+    server.set("/v", vllm_page(engines={"0": (10, 20), "1": (5, 7)}, model="m",
+                               reasons={"stop": 3, "length": 1}))
+    # when
+    call_command("scrape_engine", server.url("/v"), "--json")
+    # then: one series per model, as the issue specifies; no split labels in the output
+    [series] = json.loads(capsys.readouterr().out)["series"]
+    assert (series["model"], series["prompt_tokens"], series["generation_tokens"]) == ("m", 15, 27)
+    assert (series["running"], series["kv_cache_usage"], series["requests_ok"]) == (6, 0.25, 4)
+    assert "split_labels" not in series and series["labels"] == {}
 
 
 def test_scrape_engine_unreachable_exits_non_zero_with_one_line(server) -> None:

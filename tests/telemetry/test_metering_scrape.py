@@ -79,23 +79,83 @@ def test_vllm_two_engines_restart_missed_polls_and_retries_count_every_token_onc
     assert endpoint.health == EndpointHealth.HEALTHY and endpoint.detected_engine == "vllm"
     assert totals(endpoint)["p"] == truth["p"] == 31
     assert totals(endpoint)["g"] == truth["g"] == 68
-    assert EngineSeries.objects.filter(endpoint=endpoint).count() == 1
-    assert CounterSnapshot.objects.filter(series__endpoint=endpoint).count() == 5
-    assert list(UsageDelta.objects.filter(endpoint=endpoint).values_list("reset", flat=True)) == [
-        False, False, True, False]
+    # one raw series per engine, five snapshots each; the process restart resets both engines
+    assert [s.split_labels for s in EngineSeries.objects.filter(endpoint=endpoint).order_by("key")] in (
+        [{"engine": "0"}, {"engine": "1"}], [{"engine": "1"}, {"engine": "0"}])
+    assert CounterSnapshot.objects.filter(series__endpoint=endpoint).count() == 10
+    assert list(UsageDelta.objects.filter(endpoint=endpoint, series__split_labels__engine="0")
+                .values_list("reset", flat=True)) == [False, False, True, False]
 
 
-def test_counter_going_back_by_one_is_a_reset(world, server):
-    # given a counter that goes 1000 → 999 with the same process start time
+def test_one_of_two_vllm_engines_restarting_never_counts_the_other_engine_again(world, server):
+    # given one vLLM endpoint with two data-parallel engines that have served a lot before registration
+    endpoint = factories.ServingEndpointFactory(site=world.site_a, engine="auto", metrics_url=server.url("/e/metrics"))
+    state = {"0": [90_000, 400_000], "1": [70_000, 300_000]}
+    truth = {"p": 0, "g": 0}
+
+    def work(engine: str, p: int, g: int) -> None:
+        state[engine][0] += p
+        state[engine][1] += g
+        truth["p"] += p
+        truth["g"] += g
+        server.set("/e/metrics", vllm_page(engines={k: tuple(v) for k, v in state.items()}))
+
+    work("0", 0, 0)
+    poll([endpoint.pk], T0)
+    work("0", 10, 40)
+    work("1", 5, 9)
+    poll([endpoint.pk], T0 + dt.timedelta(seconds=15))
+    # when engine 1 alone restarts (same API-server process start time) and both keep serving
+    state["1"] = [0, 0]
+    work("1", 4, 6)
+    work("0", 2, 3)
+    poll([endpoint.pk], T0 + dt.timedelta(seconds=30), times=3)
+    work("1", 1, 1)
+    work("0", 7, 7)
+    poll([endpoint.pk], T0 + dt.timedelta(seconds=45))
+    with time_machine.travel(T0 + dt.timedelta(minutes=5), tick=False):
+        usage_rollup_task.run()
+        usage_rollup_task.run()
+
+    # then: exactly the real increments; only engine 1's delta is a reset
+    assert totals(endpoint)["p"] == truth["p"] == 29
+    assert totals(endpoint)["g"] == truth["g"] == 66
+    resets = UsageDelta.objects.filter(endpoint=endpoint, reset=True)
+    assert [d.series.split_labels for d in resets] == [{"engine": "1"}]
+    # and reports sum over `engine`: one hourly row per model with the same totals
+    hourly = UsageRollup.objects.filter(endpoint=endpoint, bucket=UsageBucket.HOUR)
+    assert hourly.aggregate(p=Sum("prompt_tokens"), g=Sum("generation_tokens")) == {"p": 29, "g": 66}
+
+
+def test_counter_going_back_by_one_in_the_same_process_is_jitter_not_a_reset(world, server):
+    # given a counter that goes 1000 → 999 → 1005 with the same process start time
     endpoint = factories.ServingEndpointFactory(site=world.site_a, metrics_url=server.url("/j/metrics"))
     server.set("/j/metrics", vllm_page(engines={"0": (1000, 1000)}))
     poll([endpoint.pk], T0, times=1)
     server.set("/j/metrics", vllm_page(engines={"0": (999, 1010)}))
     # when
     poll([endpoint.pk], T0 + dt.timedelta(seconds=15), times=1)
-    # then: a decrease is a reset, documented in docs/metering.md (the new values are the delta)
+    server.set("/j/metrics", vllm_page(engines={"0": (1005, 1020)}))
+    poll([endpoint.pk], T0 + dt.timedelta(seconds=30), times=1)
+    # then: the dip counts nothing and the climb back is counted from the high-water mark (docs/metering.md)
+    deltas = list(UsageDelta.objects.filter(endpoint=endpoint).order_by("interval_end")
+                  .values_list("reset", "prompt_tokens", "generation_tokens"))
+    assert deltas == [(False, 0, 10), (False, 5, 10)]
+
+
+def test_counter_going_back_without_a_process_start_time_is_a_reset(world, server):
+    # given an engine that prints no process start time (llama.cpp)
+    endpoint = factories.ServingEndpointFactory(site=world.site_a, engine="llamacpp",
+                                                metrics_url=server.url("/l/metrics"))
+    page = "llamacpp:prompt_tokens_total {}\nllamacpp:tokens_predicted_total {}\n"
+    server.set("/l/metrics", page.format(1000, 4000))
+    poll([endpoint.pk], T0, times=1)
+    server.set("/l/metrics", page.format(30, 70))
+    # when
+    poll([endpoint.pk], T0 + dt.timedelta(seconds=15), times=1)
+    # then: the new values are the delta
     delta = UsageDelta.objects.get(endpoint=endpoint)
-    assert (delta.reset, delta.prompt_tokens, delta.generation_tokens) == (True, 999, 1010)
+    assert (delta.reset, delta.prompt_tokens, delta.generation_tokens) == (True, 30, 70)
 
 
 def test_triton_two_models_and_failing_endpoints_in_one_batch(world, server, settings):

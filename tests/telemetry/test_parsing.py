@@ -129,6 +129,22 @@ def test_generated_pages_match_prometheus_client(seed: int) -> None:
     assert same(got, expected), text
 
 
+@pytest.mark.parametrize("seed", range(300))
+def test_targeted_parse_of_generated_pages_is_the_full_parse_filtered(seed: int) -> None:
+    # given a random page and a random subset of its names (plus one absent name)
+    rng = random.Random(seed)
+    text = generated_page(rng)
+    try:
+        full = ours(text)
+    except ParseError:
+        pytest.skip("not a valid page")
+    names = {row[0] for row in full if rng.random() < 0.5} | {"absent_metric"}
+    # when
+    got = ours(text, names=names)
+    # then
+    assert same(got, [row for row in full if row[0] in names]), text
+
+
 @pytest.mark.parametrize("text", [
     "<html><body>Login</body></html>\n",
     'foo{a="b" c="d"} 1\n',
@@ -150,3 +166,22 @@ def test_quoted_utf8_metric_names_are_read() -> None:
     samples = parse(text)
     # then
     assert [(s.name, s.labels, s.value) for s in samples] == [("my.metric", {"a": "b"}, 2.0)]
+
+
+@pytest.mark.parametrize("text", [
+    'foo{a="x} 5"} 1\n', 'foo{a="}",b="{"} 2 1000\n', 'foo {a="\\"}\\\\"} 3\n', "  foo{} 4\n", 'foo{a="b",} 5\n',
+])
+def test_targeted_parse_of_awkward_label_sets_matches_prometheus_client(text: str) -> None:
+    # given label values holding braces and escapes, empty and trailing-comma label sets
+    # when
+    got = ours(text, names={"foo"})
+    # then
+    assert same(got, reference(text)) and len(got) == 1
+
+
+@pytest.mark.parametrize("text", ['foo{a="b" c="d"} 1\n', "foo 1_000\n", 'foo{a="b"} 1 2 3\n', "foo bar\n",
+                                  'foo{a="1",a="2"} 1\n'])
+def test_targeted_parse_refuses_garbage_on_wanted_lines(text: str) -> None:
+    # given / when / then
+    with pytest.raises(ParseError):
+        parse(text, names={"foo"})

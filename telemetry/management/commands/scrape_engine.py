@@ -29,6 +29,8 @@ class Command(BaseCommand):
             scrape = engines.normalize(result.text or "", engine=engine)
         except (ParseError, engines.EngineError) as exc:
             raise CommandError(f"{url}: {exc}") from None
+        # Shown summed over split labels (vLLM: over `engine`), as the issue specifies; deltas never are.
+        scrape = scrape.summed()
         if json:
             self.stdout.write(_dumps(scrape.as_json()))
             return
