@@ -218,7 +218,7 @@ def _tenants(partner: Partner, operator, start: dt.datetime, result: SeedResult,
                                                            tenant=tenant, effective_from=start), by=operator)
 
 
-def _backfill_gpus(nodes: dict[str, Node], now: dt.datetime) -> int:
+def _backfill_gpus(nodes: dict[str, Node], now: dt.datetime, days: int) -> int:
     """One sample a minute per simulated GPU over the last RECENT_DAYS (every 5 minutes before), strictly before
     `now`, whose reading came through the ingest path."""
     written = 0
@@ -227,7 +227,7 @@ def _backfill_gpus(nodes: dict[str, Node], now: dt.datetime) -> int:
     for spec in demo.NODES:
         gpu_ids = dict(Gpu.objects.filter(node=nodes[spec.hostname]).values_list("uuid", "pk"))
         boards = [SimulatedGpu(s) for s in demo.gpu_specs_of(spec.hostname)]
-        t = _floor(now - dt.timedelta(days=spec.history_days), GPU_STEP_S)
+        t = _floor(now - dt.timedelta(days=min(days, spec.history_days)), GPU_STEP_S)
         while t <= end:
             chunk_end = min(end, t + dt.timedelta(hours=12))
             rows = []
@@ -277,22 +277,23 @@ class _Clock:
 
 
 def _roll_up(*, gpu_start: dt.datetime, now: dt.datetime, result: SeedResult) -> None:
-    mark = RollupWatermark.objects.filter(name=rollups.WATERMARK).first()
-    if mark is not None and mark.done_until > gpu_start:
-        # The periodic job is already past the back-filled range: compute that range explicitly.
-        t = gpu_start
-        while t < mark.done_until:
-            chunk_end = min(mark.done_until, t + rollups.MAX_CATCHUP)
-            with transaction.atomic():
-                rollups.gpu_rollup_1m_compute(start=t, end=chunk_end)
-                rollups.site_rollup_1m_compute(start=t, end=chunk_end)
-                rollups.gpu_rollup_1h_compute(start=t, end=chunk_end)
-            t = chunk_end
+    """Run the rollup services over the back-filled range in day-sized steps (the periodic job's 6-hour steps
+    would re-read the table four times as often), advance the job's watermark like it does, then run the
+    periodic job itself once for the last minutes."""
     settled = rollups.floor_to(now - rollups.SETTLE, rollups.MINUTE)
-    for _ in range(1000):  # 6 hours a run: a month is ~120 runs
-        done = rollups.gpu_rollups_run(now=now)
-        if done["to"] is None or done["to"] >= settled:
-            break
+    mark = RollupWatermark.objects.filter(name=rollups.WATERMARK).first()
+    until = max(settled, mark.done_until) if mark is not None else settled
+    t = rollups.floor_to(gpu_start, rollups.HOUR)
+    while t < until:
+        chunk_end = min(until, t + dt.timedelta(days=1))
+        with transaction.atomic():
+            rollups.gpu_rollup_1m_compute(start=t, end=chunk_end)
+            rollups.site_rollup_1m_compute(start=t, end=chunk_end)
+            rollups.gpu_rollup_1h_compute(start=t, end=chunk_end)
+        t = chunk_end
+    if mark is None:
+        RollupWatermark.objects.get_or_create(name=rollups.WATERMARK, defaults={"done_until": until})
+    rollups.gpu_rollups_run(now=now)
     last_hour = UsageRollup.objects.aggregate(m=Max("bucket_start"))["m"]
     if last_hour is not None and last_hour > gpu_start + dt.timedelta(hours=3):
         result.warnings.append(
@@ -328,7 +329,7 @@ def demo_seed(*, password: str | None = None, now: dt.datetime | None = None, da
         log(f"Back-filling {days} days of simulated GPU readings (per GPU: 1 a minute for the last {RECENT_DAYS} days, "
             f"1 every {GPU_STEP_OLDER_S // 60} minutes before)...")
         clock = time.monotonic()
-        result.gpu_samples = _backfill_gpus(nodes, now)
+        result.gpu_samples = _backfill_gpus(nodes, now, days)
         result.timings_s["gpu_samples"] = round(time.monotonic() - clock, 2)
     if not EngineSeries.objects.filter(endpoint__site__partner=partner).exists():
         result.backfilled = True
@@ -340,7 +341,7 @@ def demo_seed(*, password: str | None = None, now: dt.datetime | None = None, da
     if result.backfilled:
         log("Rolling up (the same rollup services the worker runs)...")
         clock = time.monotonic()
-        gpu_start = min(_floor(now - dt.timedelta(days=n.history_days), GPU_STEP_S) for n in demo.NODES)
+        gpu_start = min(_floor(now - dt.timedelta(days=min(days, n.history_days)), GPU_STEP_S) for n in demo.NODES)
         _roll_up(gpu_start=gpu_start, now=now, result=result)
         result.timings_s["rollups"] = round(time.monotonic() - clock, 2)
     return result
