@@ -8,8 +8,11 @@ import os
 from celery import Celery
 from kombu import Exchange, Queue
 
+from factory_portal.broker import install as install_atomic_filesystem_broker
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "factory_portal.settings")
 
+install_atomic_filesystem_broker()  # before the app connects: see factory_portal/broker.py
 app = Celery("factory_portal")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 

@@ -35,7 +35,12 @@ def database_from_url(url: str, base_dir: Path) -> dict:
         raw = unquote(parts.path)
         path = Path(raw[1:]) if raw.startswith("//") else Path(raw.lstrip("/"))
         name = path if path.is_absolute() else base_dir / path
-        return {"ENGINE": "django.db.backends.sqlite3", "NAME": str(name), "OPTIONS": {"timeout": 20}}
+        # `make run` writes from web, beat and two worker processes: WAL lets readers go on while one writes, and
+        # IMMEDIATE transactions take the write lock up front, so a writer waits (timeout) instead of failing
+        # with "database is locked" when a read transaction would have to upgrade.
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": str(name), "OPTIONS": {
+            "timeout": 30, "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}}
     if parts.scheme in {"postgres", "postgresql", "pgsql"}:
         options = {key: values[-1] for key, values in parse_qs(parts.query).items()}
         host = options.pop("host", None) or unquote(parts.hostname or "")

@@ -13,7 +13,7 @@ from factory_portal.exceptions import ServiceError
 from sites.choices import GpuStatus, NodeStatus
 from sites.models import Gpu, MigDevice, Node, Site
 from sites.services import node_issue_agent_token
-from telemetry.collectors.nvml import GpuReading, NodeReading
+from telemetry.collectors.nvml import SOURCE_SIMULATED, GpuReading, NodeReading
 from telemetry.ingest import gpu_samples_write, sample_row
 from telemetry.models import GpuCollectorMode, GpuPollClaim, NodeGpuCollector
 from telemetry.retention import raw_cutoff
@@ -81,7 +81,9 @@ def gpu_report_ingest(*, node_id: int, report: NodeReading, now: dt.datetime | N
         gpu = known.get(reading.uuid)
         fields = _gpu_fields(reading, report)
         if gpu is None:
-            gpu = Gpu.objects.create(node=node, uuid=reading.uuid, **fields)
+            # A GPU first seen in a simulated report is labelled simulated for good (UI/API badge).
+            gpu = Gpu.objects.create(node=node, uuid=reading.uuid, simulated=report.source == SOURCE_SIMULATED,
+                                     **fields)
             created += 1
         elif newest and (gpu.last_seen_at is None or report.ts >= gpu.last_seen_at):
             # Most cycles change nothing but last_seen_at: one UPDATE for all of those below, a save
@@ -170,6 +172,8 @@ class PollOrder:
     mode: str
     interval_s: int
     dcgm_url: str = ""
+    # The node's GPUs are the demo's simulated ones: its worker reads the simulator instead of NVML.
+    simulated: bool = False
 
 
 POLLED_NODE_STATUSES = (NodeStatus.PENDING, NodeStatus.ONLINE, NodeStatus.STALE, NodeStatus.UNHEALTHY)
@@ -194,6 +198,8 @@ def gpu_polls_claim_due(*, now: dt.datetime) -> list[PollOrder]:
         if GpuPollClaim.objects.filter(pk=claim.pk, next_due_at=claim.next_due_at).update(next_due_at=next_due) != 1:
             continue  # another scheduler claimed it
         collectors = {c.node_id: c for c in NodeGpuCollector.objects.filter(node__site_id=claim.site_id)}
+        simulated = set(Gpu.objects.filter(node__site_id=claim.site_id, simulated=True)
+                        .values_list("node_id", flat=True).distinct())
         for node_id, hostname in Node.objects.filter(site_id=claim.site_id, status__in=POLLED_NODE_STATUSES) \
                 .values_list("pk", "hostname"):
             collector = collectors.get(node_id)
@@ -201,7 +207,7 @@ def gpu_polls_claim_due(*, now: dt.datetime) -> list[PollOrder]:
             if mode == GpuCollectorMode.AGENT:
                 continue  # the agent pushes; nothing to poll
             orders.append(PollOrder(node_id=node_id, hostname=hostname, mode=mode, interval_s=intervals[claim.site_id],
-                                    dcgm_url=collector.dcgm_url if collector else ""))
+                                    dcgm_url=collector.dcgm_url if collector else "", simulated=node_id in simulated))
     return orders
 
 
@@ -219,15 +225,26 @@ def node_gpu_collector_set(*, node: Node, mode: str, dcgm_url: str = "") -> Node
     return collector
 
 
-def gpu_node_poll(*, node_id: int, hostname: str) -> dict:
+def gpu_node_poll(*, node_id: int, hostname: str, simulated: bool = False) -> dict:
     """On the GPU node: read NVML once (this process's reader) and send the report to the `ingest` queue.
-    Touches no database: a node worker needs only the broker."""
+    Touches no database: a node worker needs only the broker. A simulated (demo) node is read from the
+    simulator behind the same reader interface, its report labelled `source="sim"`."""
     from telemetry.collectors.nvml import get_reader, reading_to_dict
     from telemetry.tasks.gpu import gpu_report_ingest_task
 
-    reading = get_reader().read()
+    reading = _simulated_reading(hostname) if simulated else get_reader().read()
     gpu_report_ingest_task.apply_async(args=[node_id, reading_to_dict(reading)], queue=INGEST_QUEUE)
     return {"node": hostname, "gpus": len(reading.gpus), "faults": len(reading.faults), "error": reading.error}
+
+
+def _simulated_reading(hostname: str) -> NodeReading:
+    from telemetry.simulator.gpus import simulated_reader
+
+    reader = simulated_reader(hostname)
+    if reader is None:
+        return NodeReading(hostname=hostname, ts=timezone.now(), source=SOURCE_SIMULATED, complete=False,
+                           error=f"no simulated GPUs are defined for node {hostname}")
+    return reader.read()
 
 
 def gpu_dcgm_poll(*, node_id: int) -> dict:
@@ -266,7 +283,9 @@ def gpu_polls_schedule(*, now: dt.datetime) -> list[PollOrder]:
     def send() -> None:
         for order in orders:
             if order.mode == GpuCollectorMode.NVML_WORKER:
-                gpu_node_poll_task.apply_async(args=[order.node_id, order.hostname], **poll_route(order))
+                kwargs = {"simulated": True} if order.simulated else {}
+                gpu_node_poll_task.apply_async(args=[order.node_id, order.hostname], kwargs=kwargs,
+                                               **poll_route(order))
             else:
                 gpu_dcgm_poll_task.apply_async(args=[order.node_id], **poll_route(order))
 

@@ -26,7 +26,8 @@ import pynvml
 SOURCE_NVML = "nvml"
 SOURCE_DCGM = "dcgm"
 SOURCE_AGENT = "agent"
-SOURCES = (SOURCE_NVML, SOURCE_DCGM, SOURCE_AGENT)
+SOURCE_SIMULATED = "sim"  # the demo's simulated GPUs (telemetry/simulator/gpus.py)
+SOURCES = (SOURCE_NVML, SOURCE_DCGM, SOURCE_AGENT, SOURCE_SIMULATED)
 
 # Errors that mean "this device does not offer this field", not "something is wrong".
 ABSENT_ERRORS: tuple[type[Exception], ...] = (

@@ -27,9 +27,9 @@ def _nvml_per_process(**kwargs) -> None:
 
 
 @shared_task(soft_time_limit=20, time_limit=30, acks_late=False)
-def gpu_node_poll_task(node_id: int, hostname: str) -> dict:
+def gpu_node_poll_task(node_id: int, hostname: str, simulated: bool = False) -> dict:
     # acks_late off: a poll lost in a crash is simply superseded by the next one (counters are cumulative).
-    return gpu_services.gpu_node_poll(node_id=node_id, hostname=hostname)
+    return gpu_services.gpu_node_poll(node_id=node_id, hostname=hostname, simulated=simulated)
 
 
 @shared_task(soft_time_limit=20, time_limit=30, acks_late=False)
