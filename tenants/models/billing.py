@@ -100,7 +100,8 @@ class Invoice(BaseModel):
             ),
             models.CheckConstraint(
                 condition=Q(period_end__gt=models.F("period_start")),
-                name="%(app_label)s_%(class)s_period_valid", violation_error_message="The period must end after it starts.",
+                name="%(app_label)s_%(class)s_period_valid",
+                violation_error_message="The period must end after it starts.",
             ),
         ]
 

@@ -145,4 +145,5 @@ class PriceTier(BaseModel):
         ]
 
     def __str__(self) -> str:
-        return f"after {self.threshold_tokens} tokens: in {self.input_price_per_mtok} / out {self.output_price_per_mtok}"
+        return (f"after {self.threshold_tokens} tokens: in {self.input_price_per_mtok} / "
+                f"out {self.output_price_per_mtok}")
