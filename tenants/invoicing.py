@@ -134,7 +134,7 @@ def invoice_generate(*, tenant: Tenant, period_start: dt.date, now: dt.datetime 
     invoice of that month is returned unchanged. Running it twice gives the same lines and total."""
     now = now or timezone.now()
     start, end = month_bounds(period_start)
-    tenant = Tenant.objects.select_for_update().select_related("price_plan", "partner").get(pk=tenant.pk)
+    tenant = Tenant.objects.select_for_update(of=("self",)).select_related("price_plan", "partner").get(pk=tenant.pk)
     existing = Invoice.objects.filter(tenant=tenant, period_start=start).exclude(status=InvoiceStatus.VOID).first()
     if existing is not None and not existing.is_draft:
         return existing
@@ -243,11 +243,15 @@ def invoice_csv(*, invoice: Invoice) -> str:
     writer.writerow(["invoice", "tenant", "period_start", "period_end", "currency", "status", "line", "model",
                      "kind", "usage_period", "adjustment", "quantity_tokens", "unit_price_per_mtok", "amount",
                      "description"])
+    def shown(amount: Decimal) -> Decimal:
+        # Stored with 4 places for every currency; shown at the currency's minor unit (already rounded to it).
+        return round_money(amount, invoice.currency)
+
     head = [invoice.label, _cell(invoice.tenant.name), invoice.period_start.isoformat(), invoice.period_end.isoformat(),
             invoice.currency, invoice.status]
     for line in invoice.lines.all():
         writer.writerow([*head, line.position, _cell(line.model), line.kind, f"{line.usage_period_start:%Y-%m}",
                          "yes" if line.is_adjustment else "no", line.quantity_tokens, line.unit_price_per_mtok,
-                         line.amount, _cell(line.description)])
-    writer.writerow([*head, "total", "", "", "", "", "", "", invoice.total, ""])
+                         shown(line.amount), _cell(line.description)])
+    writer.writerow([*head, "total", "", "", "", "", "", "", shown(invoice.total), ""])
     return buffer.getvalue()
