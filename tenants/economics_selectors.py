@@ -200,7 +200,7 @@ def site_economics(*, site: Site, start: dt.datetime, end: dt.datetime) -> dict:
     )
     figures = economics.site_figures(costs=site_cost_inputs(site), m=measures)
     figures.update({
-        "site": site.pk, "site_name": site.name, "start": start, "end": end,
+        "site": site.pk, "site_name": site.name, "site_slug": site.slug, "start": start, "end": end,
         "contracted_mw": site.power_capacity_kw / 1000,
         "revenue_by_tenant": dict(revenue_by_tenant),
         "unpriced_models": sorted({m for _, m in usage.unpriced_models}),
