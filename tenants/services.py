@@ -266,7 +266,6 @@ def tenant_unsuspend(*, tenant: Tenant, by: Actor) -> Tenant:
     return tenant
 
 
-@transaction.atomic
 def _check_plan_currency(*, tenant: Tenant, currency: str) -> None:
     """Revenue and cost meet in one currency: a plan must bill in the currency of the sites the tenant uses."""
     from sites.models import Site
@@ -280,6 +279,7 @@ def _check_plan_currency(*, tenant: Tenant, currency: str) -> None:
                            f"{used.currency}. Choose a plan in {used.currency}.", field="price_plan")
 
 
+@transaction.atomic
 def tenant_assign_price_plan(*, tenant: Tenant, plan: PricePlan | None, by: Actor) -> Tenant:
     tenant = _locked(tenant)
     if plan is not None and plan.partner_id != tenant.partner_id:
