@@ -32,6 +32,17 @@ def register_usage_tenant_filter(fn: TenantFilter | None) -> None:
     _tenant_filter = fn
 
 
+def _is_tenant_side(user: User) -> bool:
+    """An API key of a tenant, or a person who is no partner's member (and no superuser)."""
+    if not user.is_authenticated:
+        return False
+    if getattr(user, "api_key_tenant_id", None) is not None:
+        return True
+    from sites.models import Membership
+
+    return not user.is_superuser and not Membership.objects.filter(user_id=user.pk).exists()
+
+
 def usage_rollups(*, user: User, bucket: str = UsageBucket.HOUR, site: str | None = None,
                   endpoint_id: int | None = None, model: str | None = None, tenant: str | None = None,
                   start: dt.datetime | None = None, end: dt.datetime | None = None) -> QuerySet[UsageRollup]:
@@ -40,7 +51,16 @@ def usage_rollups(*, user: User, bucket: str = UsageBucket.HOUR, site: str | Non
         raise ServiceError("bucket must be 'hour' or 'day'.", field="bucket")
     if start is not None and end is not None and end <= start:
         raise ServiceError("end must be after start.", field="end")
-    qs = UsageRollup.objects.visible_to(user).filter(bucket=bucket)
+    if tenant or (_tenant_filter is not None and _is_tenant_side(user)):
+        if _tenant_filter is None:
+            raise ServiceError("Filtering by tenant needs the tenants app's attribution rules, which are not "
+                               "installed yet.", field="tenant")
+        # Attributed usage is scoped by the tenants app (the tenants the caller may see), not by partner
+        # membership: tenant people and tenant API keys are nobody's partner members. "" = the caller's own.
+        qs = _tenant_filter(UsageRollup.objects.all(), tenant or "", user)
+    else:
+        qs = UsageRollup.objects.visible_to(user)
+    qs = qs.filter(bucket=bucket)
     if site:
         qs = qs.filter(endpoint__site__slug=site)
     if endpoint_id is not None:
@@ -51,12 +71,6 @@ def usage_rollups(*, user: User, bucket: str = UsageBucket.HOUR, site: str | Non
         qs = qs.filter(bucket_start__gte=start)
     if end is not None:
         qs = qs.filter(bucket_start__lt=end)
-    if tenant:
-        if _tenant_filter is None:
-            # TODO(lead, at merge): the tenants app calls register_usage_tenant_filter() in its AppConfig.ready.
-            raise ServiceError("Filtering by tenant needs the tenants app's attribution rules, which are not "
-                               "installed yet.", field="tenant")
-        qs = _tenant_filter(qs, tenant, user)
     return qs
 
 

@@ -57,3 +57,33 @@ class AuditAction(models.TextChoices):
     MEMBER_REMOVED = "member.removed", "Member removed"
     API_KEY_CREATED = "api_key.created", "API key created"
     API_KEY_REVOKED = "api_key.revoked", "API key revoked"
+    INVOICE_ISSUED = "invoice.issued", "Invoice issued"
+    INVOICE_PAID = "invoice.paid", "Invoice paid"
+    INVOICE_VOIDED = "invoice.voided", "Invoice voided"
+
+
+class InvoiceStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    ISSUED = "issued", "Issued"
+    PAID = "paid", "Paid"
+    VOID = "void", "Void"
+
+    @classmethod
+    def colors(cls) -> dict[str, str]:
+        return {"draft": "gray", "issued": "blue", "paid": "green", "void": "red"}
+
+
+# An issued invoice never changes (DESIGN.md §5.4): paid and void are its only ways on.
+INVOICE_TRANSITIONS = {
+    InvoiceStatus.DRAFT: {InvoiceStatus.ISSUED, InvoiceStatus.VOID},
+    InvoiceStatus.ISSUED: {InvoiceStatus.PAID, InvoiceStatus.VOID},
+    InvoiceStatus.PAID: set(),
+    InvoiceStatus.VOID: set(),
+}
+# Invoices whose usage counts as billed: an issued period is closed to re-metering.
+BILLED_STATUSES = (InvoiceStatus.ISSUED, InvoiceStatus.PAID)
+
+
+class TokenKind(models.TextChoices):
+    INPUT = "input", "Input tokens"
+    OUTPUT = "output", "Output tokens"

@@ -104,11 +104,11 @@ def partner_rule_list(*, user: User) -> QuerySet[AttributionRule]:
 
 
 def price_plan_list(*, user: User) -> QuerySet[PricePlan]:
-    return PricePlan.objects.visible_to(user).select_related("partner").prefetch_related("rates")
+    return PricePlan.objects.visible_to(user).select_related("partner").prefetch_related("rates__tiers")
 
 
 def partner_price_plan_list(*, user: User) -> QuerySet[PricePlan]:
-    return PricePlan.objects.of_partner_staff(user).select_related("partner").prefetch_related("rates")
+    return PricePlan.objects.of_partner_staff(user).select_related("partner").prefetch_related("rates__tiers")
 
 
 def audit_list(*, user: User, tenant: Tenant | None = None) -> QuerySet[AuditEvent]:
@@ -158,13 +158,22 @@ def signup_partners() -> QuerySet[Partner]:
     return Partner.objects.order_by("name")
 
 
-def tenant_usage_by_model_and_day(*, tenant: Tenant, since: dt.date) -> list[dict] | None:
-    """Tokens per (day, model) for the tenant — None: this branch has no attributed usage to read yet.
+def tenant_usage_by_model_and_day(*, tenant: Tenant, since: dt.date) -> list[dict]:
+    """Attributed tokens per (UTC day, model) of the tenant since `since`, newest day first.
 
-    The engine-metering app (issue 4) stores usage deltas and issue 6 attributes them with `resolve_tenant`;
-    until those exist the usage page says so plainly instead of showing zeros (absent is not zero).
+    Read from `TenantUsage` (tenants/metering.py): usage the attribution rules gave this tenant, as metered.
     """
-    return None
+    from django.db.models import Sum
+    from django.db.models.functions import TruncDate
+
+    from tenants.models import TenantUsage
+
+    start = dt.datetime.combine(since, dt.time(), tzinfo=dt.UTC)
+    rows = (TenantUsage.objects.filter(tenant=tenant, bucket_start__gte=start)
+            .annotate(day=TruncDate("bucket_start", tzinfo=dt.UTC)).values("day", "model")
+            .annotate(input_tokens=Sum("prompt_tokens"), output_tokens=Sum("generation_tokens"))
+            .order_by("-day", "model"))
+    return [r for r in rows if r["input_tokens"] or r["output_tokens"]]
 
 
 # ---------------------------------------------------------------- attribution
@@ -193,3 +202,22 @@ def tenant_status_counts(*, user: User) -> dict[str, int]:
     qs = Tenant.objects.of_partner_staff(user)
     counts = dict(qs.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
     return {s: counts.get(s, 0) for s in TenantStatus.values}
+
+
+# ---------------------------------------------------------------- invoices (issue 6)
+
+def invoice_list(*, user: User) -> QuerySet:
+    """Invoices the user may see: partner staff their tenants', tenant people and API keys their own — issued
+    ones only: a draft is the partner's work in progress."""
+    from tenants.choices import InvoiceStatus
+    from tenants.models import Invoice
+    from tenants.models.scoping import partner_ids_of
+
+    qs = Invoice.objects.visible_to(user).select_related("tenant", "partner").prefetch_related("lines")
+    if user.is_authenticated and not user.is_superuser:
+        qs = qs.filter(~Q(status=InvoiceStatus.DRAFT) | Q(partner__in=partner_ids_of(user)))
+    return qs
+
+
+def invoice_get(*, user: User, pk: int):
+    return get_object_or_404(invoice_list(user=user), pk=pk)

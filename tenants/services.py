@@ -29,6 +29,7 @@ from tenants.models import (
     CapacityRequest,
     PricePlan,
     PriceRate,
+    PriceTier,
     Tenant,
     TenantInvitation,
     TenantMembership,
@@ -265,11 +266,26 @@ def tenant_unsuspend(*, tenant: Tenant, by: Actor) -> Tenant:
     return tenant
 
 
+def _check_plan_currency(*, tenant: Tenant, currency: str) -> None:
+    """Revenue and cost meet in one currency: a plan must bill in the currency of the sites the tenant uses."""
+    from sites.models import Site
+
+    used = Site.objects.filter(
+        Q(endpoints__attribution_rules__tenant=tenant) | Q(nodes__gpus__allocations__tenant=tenant)
+        | Q(endpoints__allocations__tenant=tenant)
+    ).exclude(currency=currency).distinct().first()
+    if used is not None:
+        raise ServiceError(f"This plan bills in {currency} but {used.name}, where {tenant.name} is served, counts in "
+                           f"{used.currency}. Choose a plan in {used.currency}.", field="price_plan")
+
+
 @transaction.atomic
 def tenant_assign_price_plan(*, tenant: Tenant, plan: PricePlan | None, by: Actor) -> Tenant:
     tenant = _locked(tenant)
     if plan is not None and plan.partner_id != tenant.partner_id:
         raise ServiceError("Choose one of this partner's price plans.", field="price_plan")
+    if plan is not None:
+        _check_plan_currency(tenant=tenant, currency=plan.currency)
     old = tenant.price_plan
     tenant.price_plan = plan
     tenant.save(update_fields=["price_plan", "updated_at"])
@@ -576,10 +592,29 @@ def price_plan_save(*, plan: PricePlan, by: Actor, rates: list[dict] | None = No
             except ValidationError as exc:
                 raise ServiceError(" ".join(exc.messages)) from exc
             row.save()
+            _price_tiers_save(rate=row, tiers=rate.get("tiers") or [])
     audit_record(
         actor=by, action=AuditAction.PRICE_PLAN_CREATED if created else AuditAction.PRICE_PLAN_CHANGED, obj=plan,
         partner=plan.partner, summary=f"Price plan {plan.name} " + ("created" if created else "changed"),
         data={"rates": [{"model": r.model, "input_price_per_mtok": str(r.input_price_per_mtok),
-                         "output_price_per_mtok": str(r.output_price_per_mtok)} for r in plan.rates.all()]},
+                         "output_price_per_mtok": str(r.output_price_per_mtok),
+                         "tiers": [[t.threshold_tokens, str(t.input_price_per_mtok), str(t.output_price_per_mtok)]
+                                   for t in r.tiers.all()]} for r in plan.rates.all()]},
     )
     return plan
+
+
+def _price_tiers_save(*, rate: PriceRate, tiers: list[dict]) -> None:
+    """Volume tiers of a rate (issue 6): each threshold once, prices ≥ 0."""
+    thresholds = [t["threshold_tokens"] for t in tiers]
+    if len(set(thresholds)) != len(thresholds):
+        raise ServiceError(f"{rate.model}: two tiers start at the same number of tokens.")
+    for tier in tiers:
+        row = PriceTier(rate=rate, threshold_tokens=tier["threshold_tokens"],
+                        input_price_per_mtok=tier["input_price_per_mtok"],
+                        output_price_per_mtok=tier["output_price_per_mtok"])
+        try:
+            row.full_clean()
+        except ValidationError as exc:
+            raise ServiceError(f"{rate.model}: " + " ".join(exc.messages)) from exc
+        row.save()

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from tenants.views import partner, signup, tenant
+from tenants.views import economics, partner, signup, tenant
 
 app_name = "tenants"
 
@@ -21,6 +21,10 @@ urlpatterns = [
     path("tenant/api-keys/", tenant.api_keys, name="api_keys"),
     path("tenant/api-keys/<int:pk>/revoke/", tenant.api_key_revoke, name="api_key_revoke"),
     path("tenant/audit/", tenant.tenant_audit, name="tenant_audit"),
+    path("tenant/invoices/", economics.tenant_invoice_list, name="tenant_invoice_list"),
+    # Shared invoice pages: scoped to the invoices the user may see (a tenant sees its issued ones).
+    path("invoices/<int:pk>/", economics.invoice_detail, name="invoice_detail"),
+    path("invoices/<int:pk>.csv", economics.invoice_csv, name="invoice_csv"),
     # Shared: scoped to what the user may see.
     path("allocations.csv", partner.allocations_csv, name="allocations_csv"),
     # Partner staff.
@@ -40,4 +44,11 @@ urlpatterns = [
     path("partner/price-plans/new/", partner.price_plan_create, name="price_plan_create"),
     path("partner/price-plans/<int:pk>/edit/", partner.price_plan_edit, name="price_plan_edit"),
     path("partner/audit/", partner.partner_audit, name="partner_audit"),
+    path("partner/economics/", economics.portfolio, name="economics_portfolio"),
+    path("partner/economics/sites/<slug:slug>/", economics.site_economics, name="economics_site"),
+    path("partner/economics/sites/<slug:slug>/live.json", economics.site_economics_data, name="economics_site_data"),
+    path("partner/economics/sites/<slug:slug>/charts/<slug:name>.json", economics.site_economics_chart,
+         name="economics_site_chart"),
+    path("partner/invoices/", economics.partner_invoice_list, name="partner_invoice_list"),
+    path("partner/invoices/<int:pk>/<slug:action>/", economics.invoice_action, name="invoice_action"),
 ]

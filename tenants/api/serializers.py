@@ -4,7 +4,7 @@ from rest_framework import serializers
 
 from factory_portal.api import VisibleRelatedField
 from sites.models import Gpu, MigDevice, Partner, ServingEndpoint
-from tenants.models import Allocation, ApiKey, AttributionRule, PricePlan, PriceRate, Tenant
+from tenants.models import Allocation, ApiKey, AttributionRule, PricePlan, PriceRate, PriceTier, Tenant
 
 
 class TenantSerializer(serializers.ModelSerializer):
@@ -92,10 +92,24 @@ class ApiKeyCreatedSerializer(ApiKeySerializer):
         fields = [*ApiKeySerializer.Meta.fields, "key"]
 
 
+class PriceTierSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = PriceTier
+        fields = ["threshold_tokens", "input_price_per_mtok", "output_price_per_mtok"]
+        extra_kwargs = {
+            "threshold_tokens": {"min_value": 1, "max_value": 10**18},
+            "input_price_per_mtok": {"min_value": 0},
+            "output_price_per_mtok": {"min_value": 0},
+        }
+
+
 class PriceRateSerializer(serializers.ModelSerializer):
+    tiers = PriceTierSerializer(many=True, required=False,
+                                help_text="Volume tiers: beyond threshold_tokens of a kind in a month, these prices.")
+
     class Meta:
         model = PriceRate
-        fields = ["model", "input_price_per_mtok", "output_price_per_mtok"]
+        fields = ["model", "input_price_per_mtok", "output_price_per_mtok", "tiers"]
         extra_kwargs = {
             "input_price_per_mtok": {"min_value": 0},
             "output_price_per_mtok": {"min_value": 0},

@@ -107,3 +107,43 @@ class PriceRate(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.model}: in {self.input_price_per_mtok} / out {self.output_price_per_mtok} per Mtok"
+
+
+class PriceTier(BaseModel):
+    """A volume tier of a rate: once a tenant has used `threshold_tokens` tokens of one kind (input or output)
+    of this model in a calendar month (UTC), the tokens beyond are priced here. Graduated, like tax brackets:
+    the base rate prices tokens 0..first threshold, each tier from its threshold to the next one."""
+
+    rate = models.ForeignKey("tenants.PriceRate", on_delete=models.CASCADE, related_name="tiers")
+    threshold_tokens = models.BigIntegerField(
+        validators=[MinValueValidator(1, "A tier starts after at least one token.")],
+        help_text="Tokens of the month (per kind) after which this tier's prices apply, e.g. 1000000000.",
+    )
+    input_price_per_mtok = models.DecimalField(
+        "input price per million tokens", max_digits=18, decimal_places=6,
+        validators=[MinValueValidator(Decimal("0"), "Prices cannot be negative.")],
+    )
+    output_price_per_mtok = models.DecimalField(
+        "output price per million tokens", max_digits=18, decimal_places=6,
+        validators=[MinValueValidator(Decimal("0"), "Prices cannot be negative.")],
+    )
+
+    class Meta:
+        ordering = ["rate", "threshold_tokens"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["rate", "threshold_tokens"],
+                name="%(app_label)s_%(class)s_unique_rate_threshold",
+                violation_error_message="This rate already has a tier starting there.",
+            ),
+            models.CheckConstraint(
+                condition=Q(threshold_tokens__gt=0) & Q(input_price_per_mtok__gte=0)
+                & Q(output_price_per_mtok__gte=0),
+                name="%(app_label)s_%(class)s_valid",
+                violation_error_message="A tier starts after at least one token and prices cannot be negative.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return (f"after {self.threshold_tokens} tokens: in {self.input_price_per_mtok} / "
+                f"out {self.output_price_per_mtok}")

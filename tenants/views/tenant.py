@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -27,7 +29,18 @@ def tenant_home(request: HttpRequest, m: TenantMembership) -> HttpResponse:
     return render(request, "tenants/tenant_home.html", {
         "m": m, "tenant": tenant, "requests": requests_, "allocations": allocations, "statuses": TenantStatus,
         "plan": tenant.price_plan, "rates": tenant.price_plan.rates.all() if tenant.price_plan else [],
+        "spend": _month_spend(tenant, now),
     })
+
+
+def _month_spend(tenant, now) -> dict | None:
+    """This UTC month's attributed tokens and what they cost the tenant (never the partner's cost or margin)."""
+    from tenants.economics_selectors import tenant_economics
+
+    start = now.astimezone(dt.UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    if now <= start:
+        return None
+    return tenant_economics(tenant=tenant, start=start, end=now, with_cost=False)
 
 
 @require_POST
