@@ -62,6 +62,7 @@ def site_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "card": card,
         "updated_at": now,
         **dashboard_context(request, time_zone=site.time_zone, now=now),
+        **dashboard.site_page_context(user=request.user, site=site, now=now),
     }
     return render(request, "sites/site_detail.html", context)
 
@@ -199,6 +200,9 @@ def site_data(request: HttpRequest, slug: str) -> HttpResponse:
         f"site-{site.pk}-compliance_drift": str(card.compliance.drift),
         f"site-{site.pk}-compliance_unknown": str(card.compliance.unknown),
     }
+    fields, stale = dashboard.site_live_fields(user=request.user, site=site, now=now)
+    payload["fields"] |= fields
+    payload["stale"] += stale
     return JsonResponse(payload)
 
 
