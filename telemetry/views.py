@@ -301,8 +301,9 @@ def gpu_detail(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     now = timezone.now()
     context = dashboard_context(request, time_zone=site.time_zone, now=now)
     payload = _gpu_payload(request, site, gpu, now, context["time_range"])
-    context |= {"site": site, "gpu": gpu, "now": now, "updated_at": now, "fields": payload["fields"],
-                "stale": payload["stale"], "readings": [(k, label) for k, label, *_ in GPU_READINGS],
+    texts = {k.removeprefix("gpu-"): v for k, v in payload["fields"].items()}
+    readings = [(k, label, texts[k], f"gpu-{k}" in payload["stale"]) for k, label, *_ in GPU_READINGS]
+    context |= {"site": site, "gpu": gpu, "updated_at": now, "texts": texts, "readings": readings,
                 "mig_devices": list(gpu.mig_devices.all())}
     return render(request, "telemetry/gpu_detail.html", context)
 
@@ -385,9 +386,10 @@ def endpoint_detail(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     now = timezone.now()
     context = dashboard_context(request, time_zone=site.time_zone, now=now)
     payload = _endpoint_payload(request, site, endpoint, now, context["time_range"])
-    context |= {"site": site, "endpoint": endpoint, "updated_at": now, "fields": payload["fields"],
-                "stale": payload["stale"], "models": sorted(payload["models"].items()), "gauges": payload["gauges"],
-                "scrape_interval_s": settings.ENGINE_SCRAPE_INTERVAL_S}
+    texts = {k.removeprefix("endpoint-"): v for k, v in payload["fields"].items()}
+    context |= {"site": site, "endpoint": endpoint, "updated_at": now, "texts": texts,
+                "stale_keys": payload["stale"], "models": sorted(payload["models"].items()),
+                "gauges": payload["gauges"], "scrape_interval_s": settings.ENGINE_SCRAPE_INTERVAL_S}
     return render(request, "telemetry/endpoint_detail.html", context)
 
 
