@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
+from django.db.models import F
 from django.utils import timezone
 
 from telemetry.models import GpuRollup1h, GpuRollup1m, GpuSample, SiteGpuRollup1m
@@ -47,11 +48,15 @@ def usage(*, endpoint, model: str, end: dt.datetime, seconds: int, prompt: int, 
                               interval_end=end, prompt_tokens=prompt, generation_tokens=generation, requests_ok=ok,
                               requests_failed=failed, ttft_sum_s=ttft[0], ttft_count=ttft[1], itl_sum_s=itl[0],
                               itl_count=itl[1])
-    if rollup:
-        UsageRollup.objects.create(series=series, endpoint=endpoint, model=model, bucket="hour",
-                                   bucket_start=end.replace(minute=0, second=0, microsecond=0), prompt_tokens=prompt,
-                                   generation_tokens=generation, requests_ok=ok, requests_failed=failed,
-                                   ttft_sum_s=ttft[0], ttft_count=ttft[1], itl_sum_s=itl[0], itl_count=itl[1])
+    if rollup:  # fold into the hour's rollup, as telemetry's usage_rollup would
+        r, _ = UsageRollup.objects.get_or_create(series=series, bucket="hour",
+                                                 bucket_start=end.replace(minute=0, second=0, microsecond=0),
+                                                 defaults={"endpoint": endpoint, "model": model})
+        UsageRollup.objects.filter(pk=r.pk).update(
+            prompt_tokens=F("prompt_tokens") + prompt, generation_tokens=F("generation_tokens") + generation,
+            requests_ok=F("requests_ok") + ok, requests_failed=F("requests_failed") + failed,
+            ttft_sum_s=F("ttft_sum_s") + ttft[0], ttft_count=F("ttft_count") + ttft[1],
+            itl_sum_s=F("itl_sum_s") + itl[0], itl_count=F("itl_count") + itl[1])
     return series
 
 
