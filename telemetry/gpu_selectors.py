@@ -163,6 +163,9 @@ def site_gpu_heatmap(*, user: User, site: Site, start: dt.datetime, end: dt.date
 LIVE_WINDOW_POLLS = 3
 # A heatmap keeps at most about this many time columns; rows are GPUs.
 HEATMAP_MAX_COLUMNS = 180
+# ... and at most about this many cells: a 1,000-GPU site gets ~36 columns, still more than a pixel row per GPU
+# (the JSON stays ~200 KB, and the browser draws it in tens of milliseconds).
+HEATMAP_MAX_CELLS = 36_000
 HEATMAP_CACHE_S = 600
 
 
@@ -278,13 +281,15 @@ def gpu_energy_j(*, user: User, gpu: Gpu, start: dt.datetime, end: dt.datetime) 
     return {"energy_j": agg["energy"], "estimated": bool(agg["estimated"])}
 
 
-def heatmap_plan(*, start: dt.datetime, end: dt.datetime) -> tuple[str, dt.timedelta]:
-    """Which rollup a heatmap reads and how wide its columns are: at most `HEATMAP_MAX_COLUMNS` columns,
-    whole minutes from 1-minute rollups up to 3 h, whole hours from hourly rollups beyond."""
+def heatmap_plan(*, start: dt.datetime, end: dt.datetime, gpus: int = 1) -> tuple[str, dt.timedelta]:
+    """Which rollup a heatmap reads and how wide its columns are: at most `HEATMAP_MAX_COLUMNS` columns (fewer
+    for big sites, ≤ `HEATMAP_MAX_CELLS` cells, never under 24), whole minutes from 1-minute rollups up to 3 h,
+    whole hours from hourly rollups beyond."""
     span = end - start
+    columns = max(24, min(HEATMAP_MAX_COLUMNS, HEATMAP_MAX_CELLS // max(1, gpus)))
     if span <= dt.timedelta(hours=3):
-        return "1m", dt.timedelta(minutes=max(1, -(-span // dt.timedelta(minutes=HEATMAP_MAX_COLUMNS))))
-    hours = max(1, -(-span // dt.timedelta(hours=HEATMAP_MAX_COLUMNS)))
+        return "1m", dt.timedelta(minutes=max(1, -(-span // dt.timedelta(minutes=columns))))
+    hours = max(1, -(-span // dt.timedelta(hours=columns)))
     # Columns divide a day (or are whole days), so they line up with midnight UTC and cache by day.
     hours = next((h for h in (1, 2, 3, 4, 6, 8, 12, 24) if h >= hours), -(-hours // 24) * 24)
     return "1h", dt.timedelta(hours=hours)
@@ -329,11 +334,11 @@ def site_gpu_heatmap_binned(*, user: User, site: Site, start: dt.datetime, end: 
     from django.core.cache import cache
 
     now = now or end
-    resolution, step = heatmap_plan(start=start, end=end)
+    gpus = list(Gpu.objects.visible_to(user).filter(node__site=site).order_by("node__hostname", "index")
+                .values_list("pk", "node__hostname", "index"))
+    gpu_ids = [pk for pk, _, _ in gpus]
+    resolution, step = heatmap_plan(start=start, end=end, gpus=len(gpus))
     model = GpuRollup1m if resolution == "1m" else GpuRollup1h
-    gpus = list(Gpu.objects.visible_to(user).filter(node__site=site).select_related("node").order_by(
-        "node__hostname", "index"))
-    gpu_ids = [g.pk for g in gpus]
     first = _floor(start, step)
     columns: list[dt.datetime] = []
     c = first
@@ -367,5 +372,5 @@ def site_gpu_heatmap_binned(*, user: User, site: Site, start: dt.datetime, end: 
             cells = _heatmap_cells(model=model, gpu_ids=gpu_ids, start=cursor, end=upto, step=step)
         fill(cells)
         cursor = upto
-    return {"gpus": [f"{g.node.hostname}/gpu{g.index}" for g in gpus], "gpu_ids": gpu_ids, "columns": columns,
+    return {"gpus": [f"{host}/gpu{index}" for _, host, index in gpus], "gpu_ids": gpu_ids, "columns": columns,
             "step": step, "util_pct": matrix}

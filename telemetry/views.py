@@ -72,46 +72,46 @@ dashboard.register_card_provider("telemetry", telemetry_card_provider)
 
 # --- Fleet charts (overview) and site charts ------------------------------------------------------------------
 
-def _named(cards: list[SiteCard], per_site: dict[int, list]) -> list[tuple[str, list]]:
-    return [(c.site.name, per_site.get(c.site.pk, [])) for c in cards]
+def _named(sites: list[Site], per_site: dict[int, list]) -> list[tuple[str, list]]:
+    return [(s.name, per_site.get(s.pk, [])) for s in sites]
 
 
-@register(OVERVIEW_CHARTS, "utilization")
+@register(OVERVIEW_CHARTS, "utilization", cards=False)
 def overview_utilization(ctx: ChartContext) -> dict:
-    rows = gpu_selectors.sites_gpu_buckets(user=ctx.user, site_ids=[c.site.pk for c in ctx.cards],
+    rows = gpu_selectors.sites_gpu_buckets(user=ctx.user, site_ids=[s.pk for s in ctx.sites],
                                            start=ctx.time_range.start, end=ctx.time_range.end)
-    return charts.fleet_utilization_figure(sites=_named(ctx.cards, rows), time_zone="UTC")
+    return charts.fleet_utilization_figure(sites=_named(ctx.sites, rows), time_zone="UTC")
 
 
-@register(OVERVIEW_CHARTS, "power")
+@register(OVERVIEW_CHARTS, "power", cards=False)
 def overview_power(ctx: ChartContext) -> dict:
-    rows = gpu_selectors.sites_gpu_buckets(user=ctx.user, site_ids=[c.site.pk for c in ctx.cards],
+    rows = gpu_selectors.sites_gpu_buckets(user=ctx.user, site_ids=[s.pk for s in ctx.sites],
                                            start=ctx.time_range.start, end=ctx.time_range.end)
-    return charts.fleet_power_figure(sites=_named(ctx.cards, rows), time_zone="UTC")
+    return charts.fleet_power_figure(sites=_named(ctx.sites, rows), time_zone="UTC")
 
 
-@register(OVERVIEW_CHARTS, "tokens")
+@register(OVERVIEW_CHARTS, "tokens", cards=False)
 def overview_tokens(ctx: ChartContext) -> dict:
     rows = metering_selectors.usage_buckets(user=ctx.user, start=ctx.time_range.start, end=ctx.time_range.end,
-                                            by=("site_id",), site_ids=[c.site.pk for c in ctx.cards])
+                                            by=("site_id",), site_ids=[s.pk for s in ctx.sites])
     per_site: dict[int, list] = {}
     for r in rows:
         per_site.setdefault(r["site_id"], []).append(r)
-    return charts.tokens_figure(groups=_named(ctx.cards, per_site), time_zone="UTC",
+    return charts.tokens_figure(groups=_named(ctx.sites, per_site), time_zone="UTC",
                                 empty_message="No tokens metered in this range: register the serving endpoints.")
 
 
-@register(SITE_CHARTS, "heatmap")
+@register(SITE_CHARTS, "heatmap", cards=False)
 def site_heatmap(ctx: ChartContext) -> dict:
-    site = ctx.cards[0].site
+    site = ctx.sites[0]
     heatmap = gpu_selectors.site_gpu_heatmap_binned(user=ctx.user, site=site, start=ctx.time_range.start,
                                                     end=ctx.time_range.end, now=ctx.now)
     return charts.heatmap_figure(heatmap=heatmap, time_zone=site.time_zone, target_pct=site.utilization_target_pct)
 
 
-@register(SITE_CHARTS, "power")
+@register(SITE_CHARTS, "power", cards=False)
 def site_power(ctx: ChartContext) -> dict:
-    site = ctx.cards[0].site
+    site = ctx.sites[0]
     rows = gpu_selectors.sites_gpu_buckets(user=ctx.user, site_ids=[site.pk], start=ctx.time_range.start,
                                            end=ctx.time_range.end)[site.pk]
     return charts.power_energy_figure(rows=rows, capacity_kw=float(site.power_capacity_kw), pue=float(site.pue),
@@ -119,7 +119,7 @@ def site_power(ctx: ChartContext) -> dict:
 
 
 def _by_endpoint(ctx: ChartContext) -> tuple[Site, list[tuple[str, list]]]:
-    site = ctx.cards[0].site
+    site = ctx.sites[0]
     rows = metering_selectors.usage_buckets(user=ctx.user, start=ctx.time_range.start, end=ctx.time_range.end,
                                             by=("endpoint_id",), site_ids=[site.pk])
     names = dict(ServingEndpoint.objects.visible_to(ctx.user).filter(site=site).values_list("pk", "name"))
@@ -129,14 +129,14 @@ def _by_endpoint(ctx: ChartContext) -> tuple[Site, list[tuple[str, list]]]:
     return site, [(names.get(pk, str(pk)), g) for pk, g in sorted(groups.items())]
 
 
-@register(SITE_CHARTS, "tokens")
+@register(SITE_CHARTS, "tokens", cards=False)
 def site_tokens(ctx: ChartContext) -> dict:
     site, groups = _by_endpoint(ctx)
     return charts.tokens_figure(groups=groups, time_zone=site.time_zone,
                                 empty_message="No tokens metered in this range: register the serving endpoints.")
 
 
-@register(SITE_CHARTS, "latency")
+@register(SITE_CHARTS, "latency", cards=False)
 def site_latency(ctx: ChartContext) -> dict:
     site, groups = _by_endpoint(ctx)
     return charts.latency_figure(groups=groups, time_zone=site.time_zone)
@@ -173,14 +173,13 @@ def _site_tables(*, user, site: Site, now: dt.datetime) -> dict:
     from sites.dashboard import STALE_AFTER_POLLS, gpu_state
 
     stale_after = dt.timedelta(seconds=STALE_AFTER_POLLS * site.gpu_poll_interval_s)
-    nodes = {}
-    for g in Gpu.objects.visible_to(user).filter(node__site=site).select_related("node"):
-        n = nodes.setdefault(g.node_id, {"node": g.node, "gpus": 0, "online": 0})
-        n["gpus"] += 1
-        n["online"] += gpu_state(status=g.status, last_seen_at=g.last_seen_at,
-                                 poll_interval_s=site.gpu_poll_interval_s, now=now) == "online"
-    for node in selectors.node_list(user=user, site=site):
-        nodes.setdefault(node.pk, {"node": node, "gpus": 0, "online": 0})
+    nodes = {node.pk: {"node": node, "gpus": 0, "online": 0} for node in selectors.node_list(user=user, site=site)}
+    for node_id, status, last_seen_at in Gpu.objects.visible_to(user).filter(node__site=site).values_list(
+            "node_id", "status", "last_seen_at"):
+        if node_id in nodes:
+            nodes[node_id]["gpus"] += 1
+            nodes[node_id]["online"] += gpu_state(status=status, last_seen_at=last_seen_at,
+                                                  poll_interval_s=site.gpu_poll_interval_s, now=now) == "online"
     node_rows = []
     for n in sorted(nodes.values(), key=lambda n: n["node"].hostname):
         node = n["node"]

@@ -63,6 +63,10 @@ def test_heatmap_plan_caps_columns_and_aligns_to_days() -> None:
     assert step == dt.timedelta(hours=4) and 30 * 24 / 4 <= HEATMAP_MAX_COLUMNS
     _, step = heatmap_plan(start=T0, end=T0 + dt.timedelta(days=400))
     assert step % dt.timedelta(days=1) == dt.timedelta(0) and 400 / step.days <= HEATMAP_MAX_COLUMNS
+    # a 1,000-GPU site: ≤ HEATMAP_MAX_CELLS cells (36 columns) → 24 h columns for 30 days, 6 h for 7 days
+    assert heatmap_plan(start=T0, end=T0 + dt.timedelta(days=30), gpus=1000) == ("1h", dt.timedelta(hours=24))
+    assert heatmap_plan(start=T0, end=T0 + dt.timedelta(days=7), gpus=1000) == ("1h", dt.timedelta(hours=6))
+    assert heatmap_plan(start=T0, end=T0 + dt.timedelta(hours=24), gpus=1000) == ("1h", dt.timedelta(hours=1))
 
 
 def test_power_energy_figure_converts_units_and_draws_the_capacity() -> None:
