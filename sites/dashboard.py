@@ -147,7 +147,8 @@ def live_figure_texts(figures: dict[str, float], *, capacity_kw: Decimal | None)
         "tokens_per_s": f"{tokens:,.0f} tokens/s" if tokens is not None else NO_READINGS,
     }
     if power_w is not None and capacity_kw:
-        out["power_pct"] = f"{power_w / 10 / float(capacity_kw):.0f} % of contracted"
+        pct = power_w / 10 / float(capacity_kw)
+        out["power_pct"] = f"{pct:.1f} % of contracted" if pct < 10 else f"{pct:.0f} % of contracted"
     return out
 
 

@@ -49,6 +49,14 @@ def _y(values: Sequence, scale: float = 1.0) -> list[float | None]:
     return [None if v is None else float(v) * scale for v in values]
 
 
+def _sparse_markers(fig: dict) -> dict:
+    """A line of one or two points draws nothing visible: show its points as markers too."""
+    for trace in fig["data"]:
+        if trace.get("mode") == "lines" and sum(v is not None for v in trace["y"]) <= 2:
+            trace["mode"] = "lines+markers"
+    return fig
+
+
 def _with_reference(fig: dict, *, value: float | None, label: str, color: str = "#cf222e") -> dict:
     """A dashed horizontal line (a capacity or a target) across the plot, named in a small label."""
     if value is None or fig["meta"].get("empty"):
@@ -72,23 +80,24 @@ def fleet_utilization_figure(*, sites: Sequence[tuple[str, list[dict]]], time_zo
                              empty_message="No GPU readings in this range yet: start a node worker on each node.")
     if not fig["meta"]["empty"]:
         fig["layout"]["yaxis"]["range"] = [0, 100]
-    return fig
+    return _sparse_markers(fig)
 
 
 def fleet_power_figure(*, sites: Sequence[tuple[str, list[dict]]], time_zone: str) -> dict:
     """Mean GPU power drawn (kW) per site over time."""
     series = [Series(name, [r["bucket"] for r in rows], _y([r["power_mean_w"] for r in rows], 1e-3))
               for name, rows in sites]
-    return time_series_figure(series=series, y_title="GPU power drawn", y_unit="kW", time_zone=time_zone,
-                              empty_message="No power readings in this range yet.")
+    return _sparse_markers(time_series_figure(series=series, y_title="GPU power drawn", y_unit="kW",
+                                              time_zone=time_zone,
+                              empty_message="No power readings in this range yet."))
 
 
 def tokens_figure(*, groups: Sequence[tuple[str, list[dict]]], time_zone: str, empty_message: str) -> dict:
     """Tokens per second (prompt + generated) per group (site, endpoint or model), from `usage_buckets` rows."""
     series = [Series(name, [r["bucket"] for r in rows],
                      [r["prompt_tokens_per_s"] + r["generation_tokens_per_s"] for r in rows]) for name, rows in groups]
-    return time_series_figure(series=series, y_title="tokens", y_unit="tokens/s", time_zone=time_zone,
-                              empty_message=empty_message)
+    return _sparse_markers(time_series_figure(series=series, y_title="tokens", y_unit="tokens/s",
+                                              time_zone=time_zone, empty_message=empty_message))
 
 
 def latency_figure(*, groups: Sequence[tuple[str, list[dict]]], time_zone: str) -> dict:
@@ -99,9 +108,10 @@ def latency_figure(*, groups: Sequence[tuple[str, list[dict]]], time_zone: str) 
         series.append(Series(f"{name} · TTFT", x, _y([r["ttft_mean_s"] for r in rows], 1e3)))
         series.append(Series(f"{name} · ITL", x, _y([r["itl_mean_s"] for r in rows], 1e3)))
     series = [s for s in series if any(v is not None for v in s.y)]
-    return time_series_figure(series=series, y_title="latency", y_unit="ms", time_zone=time_zone,
+    return _sparse_markers(time_series_figure(series=series, y_title="latency", y_unit="ms",
+                                              time_zone=time_zone,
                               empty_message="No latency observed in this range: the engine exposes no TTFT/ITL "
-                                            "histograms, or served no requests.")
+                                            "histograms, or served no requests."))
 
 
 def power_energy_figure(*, rows: list[dict], capacity_kw: float, pue: float, time_zone: str) -> dict:
@@ -123,17 +133,22 @@ def power_energy_figure(*, rows: list[dict], capacity_kw: float, pue: float, tim
                      "x": [local_iso(t, time_zone) for t in x], "y": y, "line": {"color": color, "width": 2,
                                                                                   "dash": dash},
                      "hovertemplate": f"{escape_label(name)}<br>%{{x}}<br>%{{y:.4~g}} kW<extra></extra>"})
-    energy = [None if r["energy_j"] is None else float(Decimal(r["energy_j"]) / J_PER_KWH) for r in rows]
+    # Energy as the running total over the range (kWh): exact sums of the buckets, flat where a bucket had none.
+    energy, total = [], Decimal(0)
+    for r in rows:
+        if r["energy_j"] is not None:
+            total += Decimal(r["energy_j"])
+        energy.append(float(total / J_PER_KWH))
     x, y = downsample(x_all, energy)
     estimated = any(r["energy_estimated"] for r in rows)
-    name = "GPU energy" + (" (partly estimated)" if estimated else "")
-    data.append({"type": "bar", "name": escape_label(name), "x": [local_iso(t, time_zone) for t in x], "y": y,
-                 "yaxis": "y2", "marker": {"color": "#8c959f", "opacity": 0.45},
-                 "hovertemplate": f"{escape_label(name)}<br>%{{x}}<br>%{{y:.4~g}} kWh<extra></extra>"})
+    name = "GPU energy since range start" + (" (partly estimated)" if estimated else "")
+    data.append({"type": "scatter", "mode": "lines", "name": escape_label(name),
+                 "x": [local_iso(t, time_zone) for t in x], "y": y, "yaxis": "y2",
+                 "line": {"color": "#57606a", "width": 1.5, "dash": "dashdot"},
+                 "hovertemplate": f"{escape_label(name)}<br>%{{x}}<br>%{{y:,.4~g}} kWh<extra></extra>"})
     layout = base_layout(x_title="time", x_unit=time_zone, y_title="power", y_unit="kW",
-                         yaxis2={"title": {"text": "energy per bucket (kWh)"}, "overlaying": "y", "side": "right",
-                                 "rangemode": "tozero", "showgrid": False},
-                         barmode="overlay", margin={"r": 64})
+                         yaxis2={"title": {"text": "energy (kWh)"}, "overlaying": "y", "side": "right",
+                                 "rangemode": "tozero", "showgrid": False}, margin={"r": 64})
     fig = {"data": data, "layout": layout, "meta": {"empty": False}}
     return _with_reference(fig, value=capacity_kw, label=f"contracted {capacity_kw:,g} kW")
 
@@ -175,16 +190,16 @@ def gpu_util_figure(*, rows: list[dict], time_zone: str) -> dict:
         empty_message="No readings of this GPU in this range (or NVML does not report its utilization).")
     if not fig["meta"]["empty"]:
         fig["layout"]["yaxis"]["range"] = [0, 100]
-    return fig
+    return _sparse_markers(fig)
 
 
 def gpu_power_figure(*, rows: list[dict], time_zone: str) -> dict:
     x = [r["bucket"] for r in rows]
-    return time_series_figure(
+    return _sparse_markers(time_series_figure(
         series=[Series("mean", x, _y([r["power_mean_w"] for r in rows])),
                 Series("max", x, _y([r["power_max_w"] for r in rows]))],
         y_title="power", y_unit="W", time_zone=time_zone,
-        empty_message="No power readings of this GPU in this range (or NVML does not report its power).")
+        empty_message="No power readings of this GPU in this range (or NVML does not report its power)."))
 
 
 def gpu_memory_temperature_figure(*, rows: list[dict], time_zone: str) -> dict:
@@ -218,9 +233,9 @@ def model_tokens_figure(*, models: Sequence[tuple[str, list[dict]]], time_zone: 
         x = [r["bucket"] for r in rows]
         series.append(Series(f"{name or '(no model label)'} · in", x, [r["prompt_tokens_per_s"] for r in rows]))
         series.append(Series(f"{name or '(no model label)'} · out", x, [r["generation_tokens_per_s"] for r in rows]))
-    return time_series_figure(series=series, y_title="tokens", y_unit="tokens/s", time_zone=time_zone,
+    return _sparse_markers(time_series_figure(series=series, y_title="tokens", y_unit="tokens/s", time_zone=time_zone,
                               empty_message="No tokens metered in this range: the endpoint has not been scraped "
-                                            "twice yet, or served nothing.")
+                                            "twice yet, or served nothing."))
 
 
 def requests_figure(*, rows: list[dict], time_zone: str) -> dict:

@@ -61,10 +61,14 @@ class BrowserPage:
         response = self.page.goto(self.base_url + path)
         assert response is not None and response.status == 200, f"GET {path}: {response and response.status}"
 
-    def screenshot(self, name: str) -> Path:
+    def screenshot(self, name: str, *, max_height: int = 1900) -> Path:
+        """The page from the top, at most `max_height` px tall (keeps the committed PNGs ≤ ~300 KB)."""
         DOCS_IMG.mkdir(parents=True, exist_ok=True)
         path = DOCS_IMG / f"{name}.png"
-        self.page.screenshot(path=str(path), full_page=True)
+        size = self.page.evaluate("() => ({w: document.documentElement.scrollWidth, "
+                                  "h: document.documentElement.scrollHeight})")
+        self.page.screenshot(path=str(path), full_page=True,
+                             clip={"x": 0, "y": 0, "width": size["w"], "height": min(size["h"], max_height)})
         return path
 
     def assert_clean(self) -> None:

@@ -35,7 +35,7 @@ def test_overview_renders_cards_chart_and_alerts(page_for, seeded, world) -> Non
     # The chart names its axes with units, and Plotly came from our own static files.
     assert "GPUs (count)" in page.text_content(".chart .g-ytitle")
     assert bp.requested_hosts <= {"127.0.0.1", "localhost"}
-    bp.screenshot("overview")
+    bp.screenshot("overview-inventory")
     bp.assert_clean()
 
 

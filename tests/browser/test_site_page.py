@@ -43,7 +43,7 @@ def test_site_page_renders_tracker_compliance_and_charts(page_for, seeded) -> No
     # Without readings the live figures say so (never 0), and the telemetry charts say what to do next.
     assert page.locator("text=no telemetry yet").count() >= 3
     assert page.locator(".chart[data-state=empty]").count() == 4
-    bp.screenshot("site")
+    bp.screenshot("site-inventory")
     bp.assert_clean()
 
 

@@ -78,7 +78,7 @@ def test_site_page_heatmap_power_tokens_latency(page_for, seeded_telemetry) -> N
     drawn = bp.page.locator(".chart[data-state=drawn]").count()
     assert drawn == 6, drawn  # GPU states, heatmap, power, tokens, latency, build-out
     titles = " ".join(bp.page.locator(".chart .g-ytitle, .chart .g-y2title").all_text_contents())
-    assert "power (kW)" in titles and "energy per bucket (kWh)" in titles and "latency (ms)" in titles
+    assert "power (kW)" in titles and "energy (kWh)" in titles and "latency (ms)" in titles
     assert bp.page.locator(".chart .annotation-text", has_text="contracted 1,250 kW").count() == 1
     assert "tokens/s" in bp.page.text_content(f"[data-live='endpoint-{endpoint.pk}-tokens']")
     assert "ms" in bp.page.text_content(f"[data-live='endpoint-{endpoint.pk}-ttft']")

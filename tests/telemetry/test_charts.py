@@ -79,21 +79,22 @@ def test_power_energy_figure_converts_units_and_draws_the_capacity() -> None:
     mean, peak, facility, energy = fig["data"]
     assert mean["y"] == [500.0, 500.0] and peak["y"] == [550.0, 550.0]
     assert facility["y"] == [600.0, 600.0]
-    assert energy["yaxis"] == "y2" and round(energy["y"][0], 3) == 8.333
-    assert energy["name"] == "GPU energy (partly estimated)"
+    assert energy["yaxis"] == "y2" and [round(v, 3) for v in energy["y"]] == [8.333, 16.667]  # running total
+    assert energy["name"] == "GPU energy since range start (partly estimated)"
     assert fig["layout"]["yaxis"]["title"]["text"] == "power (kW)"
-    assert fig["layout"]["yaxis2"]["title"]["text"] == "energy per bucket (kWh)"
+    assert fig["layout"]["yaxis2"]["title"]["text"] == "energy (kWh)"
     assert fig["layout"]["shapes"][0]["y0"] == 1250.0
     assert "contracted 1,250 kW" in fig["layout"]["annotations"][0]["text"]
 
 
-def test_power_figure_keeps_unknown_energy_as_a_gap() -> None:
+def test_power_figure_keeps_unknown_power_as_a_gap() -> None:
     # given
     rows = [{"bucket": T0, "power_mean_w": None, "power_max_w": None, "energy_j": None, "energy_estimated": False}]
     # when
     fig = charts.power_energy_figure(rows=rows, capacity_kw=10.0, pue=1.3, time_zone="UTC")
-    # then
-    assert all(trace["y"] == [None] for trace in fig["data"])
+    # then: no power line point (a gap, not 0); energy stays at its running total, 0 so far
+    assert [t["y"] for t in fig["data"][:3]] == [[None]] * 3
+    assert fig["data"][3]["y"] == [0.0]
 
 
 def test_model_tokens_figure_escapes_engine_labels_and_caps_points() -> None:
