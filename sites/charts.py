@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from factory_portal.charts import STATE_COLORS, base_layout, empty_figure, escape_label
 from factory_portal.timerange import TimeRange
 from sites.buildout import BuildoutSummary, site_today
 from sites.dashboard import DEFINITIONS, GPU_STATES, SiteCard
+from sites.models import Site
 from sites.selectors import User
 
 
@@ -27,16 +28,24 @@ class ChartContext:
     cards: list[SiteCard]
     time_range: TimeRange
     now: dt.datetime
+    # The visible sites (the page's one site, or all on the overview). Builders registered with `cards=False`
+    # get only these (`cards` is empty): reading every GPU's inventory for a time-series chart is wasted work.
+    sites: list[Site] = field(default_factory=list)
 
 
 ChartBuilder = Callable[[ChartContext], dict]
 OVERVIEW_CHARTS: dict[str, ChartBuilder] = {}
 SITE_CHARTS: dict[str, ChartBuilder] = {}
+# Builders that need no cards (registered with `cards=False`).
+CARDLESS: set[ChartBuilder] = set()
 
 
-def register(registry: dict[str, ChartBuilder], name: str) -> Callable[[ChartBuilder], ChartBuilder]:
+def register(registry: dict[str, ChartBuilder], name: str, *, cards: bool = True,
+             ) -> Callable[[ChartBuilder], ChartBuilder]:
     def decorator(fn: ChartBuilder) -> ChartBuilder:
         registry[name] = fn
+        if not cards:
+            CARDLESS.add(fn)
         return fn
 
     return decorator

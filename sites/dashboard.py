@@ -1,15 +1,18 @@
-"""Reads behind the partner overview and the site page: cards and alerts from inventory alone.
+"""Reads behind the partner overview and the site page: cards and alerts.
 
 Every query starts from `visible_to(user)`. The overview costs a fixed number of queries whatever the
-number of sites (one per table), then pure code builds the cards. Figures that need telemetry or
-metering (utilization, tokens/s, revenue, cost per token, margin) are not computed here: the pages
-say "no telemetry yet" until those apps provide them.
+number of sites (one per table), then pure code builds the cards. Figures that need telemetry, metering or
+economics come from apps above `sites` (DESIGN.md §3: sites imports neither), through *card providers* they
+register at start-up (`register_card_provider`): telemetry fills `SiteCard.figures` (utilization, power
+drawn, tokens/s) and its alerts; the economics of the tenants app fills `SiteCard.economics` (revenue today,
+cost per million tokens, margin, as display text). Without a provider the pages say so instead of a number.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -34,8 +37,17 @@ DEFINITIONS = {
     "buildout": "Milestones done of the site's build-out plan; behind plan when an open milestone is past its "
                 "planned date (site calendar).",
     "days_to_revenue": "Days until the first-tokens milestone, slipped by the current delay when behind plan.",
-    "utilization": "GPU utilization: mean of NVML utilization.gpu (% of time a kernel ran) over the period.",
-    "tokens": "Prompt + generated tokens per second, from the serving engines' cumulative counters.",
+    "utilization": "GPU utilization: mean of NVML utilization.gpu (% of time a kernel ran) over the period; live "
+                   f"cards: over the readings of the last {STALE_AFTER_POLLS} poll intervals.",
+    "utilization_target": "Alert when the site's mean GPU utilization over the last hour is below its target.",
+    "power_drawn": "GPU power drawn: sum over GPUs of their mean NVML power draw in the last "
+                   f"{STALE_AFTER_POLLS} poll intervals (kW). Facility estimate = × the site's PUE.",
+    "over_power": "Alert when the GPUs' draw × PUE exceeds the contracted power capacity.",
+    "tokens": "Prompt + generated tokens per second, from the serving engines' cumulative counters (usage deltas "
+              "of the last 5 minutes on cards; per bucket on charts).",
+    "ttft": "Time to first token: mean over the requests observed in the period (engine histogram sum ÷ count).",
+    "itl": "Inter-token latency: mean time between generated tokens over the period.",
+    "heatmap": "Each cell: the GPU's mean NVML utilization over the column (blank = no reading).",
     "revenue": "Attributed tokens × each tenant's price per million tokens, since midnight site time.",
     "cost": "Cost per million tokens: (energy cost + capex amortization + opex) ÷ tokens × 10⁶.",
     "margin": "(Revenue − cost) ÷ revenue over the period.",
@@ -72,6 +84,11 @@ class SiteCard:
     compliance: SiteCompliance | None = None
     alerts: list[Alert] = field(default_factory=list)
     node_gpus: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Filled by card providers (see the module docstring). `figures`: numbers in their units — `util_pct`,
+    # `gpus_reporting`, `power_w`, `tokens_per_s` — absent when unknown (absent is not zero).
+    figures: dict[str, float] = field(default_factory=dict)
+    # Display text from the economics provider: `revenue_today`, `cost_per_mtok`, `margin`.
+    economics: dict[str, str] = field(default_factory=dict)
 
     @property
     def gpus_total(self) -> int:
@@ -97,6 +114,8 @@ class SiteCard:
             "buildout_pct": str(b.progress_pct),
             "days_to_revenue": _days_to_revenue_text(b),
             "alerts": str(len(self.alerts)),
+            **live_figure_texts(self.figures, capacity_kw=self.site.power_capacity_kw),
+            **{k: self.economics.get(k, ECONOMICS_PENDING) for k in ECONOMICS_KEYS},
         }
 
     def fields(self) -> dict[str, str]:
@@ -104,9 +123,71 @@ class SiteCard:
         return {f"site-{self.site.pk}-{k}": v for k, v in self.values().items()}
 
     def stale_keys(self) -> list[str]:
-        if not self.is_stale:
-            return []
-        return [f"site-{self.site.pk}-gpus_{state}" for state in GPU_STATES]
+        keys = []
+        if self.is_stale:
+            keys += [f"site-{self.site.pk}-gpus_{state}" for state in GPU_STATES]
+        if self.gpus_total and not self.figures.get("gpus_reporting"):
+            keys += [f"site-{self.site.pk}-{k}" for k in ("util", "power_drawn", "power_pct")]
+        return keys
+
+
+NO_READINGS = "no telemetry yet"
+ECONOMICS_KEYS = ("revenue_today", "cost_per_mtok", "margin")
+ECONOMICS_PENDING = "no economics yet"
+
+
+def live_figure_texts(figures: dict[str, float], *, capacity_kw: Decimal | None) -> dict[str, str]:
+    """Card texts of the live figures; a figure nobody reported reads "no telemetry yet", never 0."""
+    util, power_w, tokens = figures.get("util_pct"), figures.get("power_w"), figures.get("tokens_per_s")
+    out = {
+        "util": f"{util:.0f} %" if util is not None else NO_READINGS,
+        "power_drawn": f"{power_w / 1000:,.1f} kW" if power_w is not None else NO_READINGS,
+        "power_pct": "",
+        "gpus_reporting": str(int(figures.get("gpus_reporting", 0))),
+        "tokens_per_s": f"{tokens:,.0f} tokens/s" if tokens is not None else NO_READINGS,
+    }
+    if power_w is not None and capacity_kw:
+        pct = power_w / 10 / float(capacity_kw)
+        out["power_pct"] = f"{pct:.1f} % of contracted" if pct < 10 else f"{pct:.0f} % of contracted"
+    return out
+
+
+# (user, cards, now) → None: a provider fills `figures` / `economics` and appends alerts of the cards it knows.
+CardProvider = Callable[..., None]
+CARD_PROVIDERS: dict[str, CardProvider] = {}
+
+
+# (user, site, now) → dict: extra context of the site page (e.g. the node and endpoint tables with live figures),
+# and (user, site, now) → (fields, stale keys) for its live JSON.
+SitePageProvider = Callable[..., dict]
+SiteFieldsProvider = Callable[..., tuple[dict[str, str], list[str]]]
+SITE_PAGE_PROVIDERS: dict[str, SitePageProvider] = {}
+SITE_FIELDS_PROVIDERS: dict[str, SiteFieldsProvider] = {}
+
+
+def site_page_context(*, user: User, site: Site, now: dt.datetime) -> dict:
+    """Extra context of the site page from the registered providers."""
+    context: dict = {}
+    for provider in SITE_PAGE_PROVIDERS.values():
+        context |= provider(user=user, site=site, now=now)
+    return context
+
+
+def site_live_fields(*, user: User, site: Site, now: dt.datetime) -> tuple[dict[str, str], list[str]]:
+    """Extra live fields (`data-live` key → text) and stale keys of the site page from the registered providers."""
+    fields: dict[str, str] = {}
+    stale: list[str] = []
+    for provider in SITE_FIELDS_PROVIDERS.values():
+        f, s = provider(user=user, site=site, now=now)
+        fields |= f
+        stale += s
+    return fields, stale
+
+
+def register_card_provider(name: str, provider: CardProvider) -> None:
+    """Called from an app's `AppConfig.ready()`: `provider(user=..., cards=..., now=...)` runs on every card read.
+    The tenants app's economics registers one that sets `card.economics[k]` for k in `ECONOMICS_KEYS`."""
+    CARD_PROVIDERS[name] = provider
 
 
 def _days_to_revenue_text(b: BuildoutSummary) -> str:
@@ -148,8 +229,10 @@ def _site_alerts(card: SiteCard, nodes: list[dict], endpoints: list[dict], url: 
     return alerts
 
 
-def site_cards(*, user: User, site: Site | None = None, now: dt.datetime | None = None) -> list[SiteCard]:
-    """One card per visible site (or for `site` only), with its alerts. Six queries in all."""
+def site_cards(*, user: User, site: Site | None = None, now: dt.datetime | None = None,
+               live: bool = True) -> list[SiteCard]:
+    """One card per visible site (or for `site` only), with its alerts. Six queries in all, plus the card
+    providers' (`live=False` leaves them out: chart JSON needs the sites, not the live figures)."""
     now = now or timezone.now()
     sites = Site.objects.visible_to(user).select_related("partner")
     if site is not None:
@@ -192,6 +275,8 @@ def site_cards(*, user: User, site: Site | None = None, now: dt.datetime | None 
         endpoint_rows = [{"name": e.name, "health": e.health, "last_error": e.last_error} for e in endpoints]
         card.alerts = _site_alerts(card, node_rows, endpoint_rows, reverse("sites:site_detail", args=[s.slug]))
         cards.append(card)
+    for provider in CARD_PROVIDERS.values() if live else ():
+        provider(user=user, cards=cards, now=now)
     return cards
 
 
@@ -200,6 +285,7 @@ class FleetTotals:
     sites: int
     gpus: dict[str, int]
     power_capacity_kw: Decimal
+    figures: dict[str, float] = field(default_factory=dict)
 
     @property
     def gpus_total(self) -> int:
@@ -211,16 +297,34 @@ class FleetTotals:
             "gpus_total": str(self.gpus_total),
             **{f"gpus_{s}": str(self.gpus[s]) for s in GPU_STATES},
             "power_kw": f"{self.power_capacity_kw.normalize():,f} kW",
+            **live_figure_texts(self.figures, capacity_kw=self.power_capacity_kw),
         }
 
     def fields(self) -> dict[str, str]:
         return {f"fleet-{k}": v for k, v in self.values().items()}
 
 
+def fleet_figures(cards: list[SiteCard]) -> dict[str, float]:
+    """Fleet utilization is the mean over reporting GPUs (sites weighted by their reporting GPUs); power and
+    tokens/s are sums over the sites that reported them."""
+    out: dict[str, float] = {}
+    reporting = [c.figures for c in cards if c.figures.get("gpus_reporting") and "util_pct" in c.figures]
+    if reporting:
+        n = sum(f["gpus_reporting"] for f in reporting)
+        out["util_pct"] = sum(f["util_pct"] * f["gpus_reporting"] for f in reporting) / n
+    out["gpus_reporting"] = sum(c.figures.get("gpus_reporting", 0) for c in cards)
+    for key in ("power_w", "tokens_per_s"):
+        values = [c.figures[key] for c in cards if key in c.figures]
+        if values:
+            out[key] = sum(values)
+    return out
+
+
 def fleet_totals(*, cards: list[SiteCard]) -> FleetTotals:
     gpus = {state: sum(c.gpus[state] for c in cards) for state in GPU_STATES}
     return FleetTotals(sites=len(cards), gpus=gpus,
-                       power_capacity_kw=sum((c.site.power_capacity_kw for c in cards), Decimal("0")))
+                       power_capacity_kw=sum((c.site.power_capacity_kw for c in cards), Decimal("0")),
+                       figures=fleet_figures(cards))
 
 
 def live_payload(*, cards: list[SiteCard], now: dt.datetime, refresh_s: int, fleet: bool) -> dict:

@@ -20,6 +20,8 @@ from sites import buildout, charts, dashboard, selectors, services
 from sites.forms import EndpointForm, GpuForm, MilestoneForm, NodeForm, SiteForm
 from sites.models import Gpu, Node, ServingEndpoint, Site, SiteMilestone
 
+GPU_TABLE_ROWS = 64
+
 
 def _writable_site(request: HttpRequest, slug: str) -> Site:
     site = selectors.site_get(user=request.user, slug=slug)  # 404 for other partners' sites
@@ -56,12 +58,15 @@ def site_detail(request: HttpRequest, slug: str) -> HttpResponse:
     context = {
         "site": site,
         "nodes": selectors.node_list(user=request.user, site=site),
-        "gpus": selectors.gpu_list(user=request.user, site=site),
+        # A big site lists its first GPUs only: the heatmap is the overview of all of them.
+        "gpus": selectors.gpu_list(user=request.user, site=site)[:GPU_TABLE_ROWS],
+        "gpus_total": card.gpus_total,
         "endpoints": selectors.endpoint_list(user=request.user, site=site),
         "can_write": selectors.user_can_write_partner(user=request.user, partner_id=site.partner_id),
         "card": card,
         "updated_at": now,
         **dashboard_context(request, time_zone=site.time_zone, now=now),
+        **dashboard.site_page_context(user=request.user, site=site, now=now),
     }
     return render(request, "sites/site_detail.html", context)
 
@@ -158,13 +163,14 @@ def _time_range(request: HttpRequest, time_zone: str = "UTC") -> TimeRange:
     return parse_time_range(request.GET, time_zone=time_zone)
 
 
-def _chart_response(registry: dict, name: str, ctx_kwargs: dict) -> HttpResponse:
+def _chart_response(registry: dict, name: str, *, user, sites: list[Site], time_range: TimeRange,
+                    now, site: Site | None = None) -> HttpResponse:
     builder = registry.get(name)
     if builder is None:
         raise Http404("No such chart.")
-    figure = builder(charts.ChartContext(**ctx_kwargs))
-    return JsonResponse({**figure, "updated_at": ctx_kwargs["now"].isoformat(),
-                         "range": ctx_kwargs["time_range"].as_json()})
+    cards = [] if builder in charts.CARDLESS else dashboard.site_cards(user=user, site=site, now=now, live=False)
+    figure = builder(charts.ChartContext(user=user, cards=cards, time_range=time_range, now=now, sites=sites))
+    return JsonResponse({**figure, "updated_at": now.isoformat(), "range": time_range.as_json()})
 
 
 @_json_login_required
@@ -181,9 +187,9 @@ def overview_chart(request: HttpRequest, name: str) -> HttpResponse:
         time_range = _time_range(request)
     except ServiceError as e:
         return JsonResponse({"detail": e.message}, status=400)
-    cards = dashboard.site_cards(user=request.user, now=now)
-    return _chart_response(charts.OVERVIEW_CHARTS, name,
-                           {"user": request.user, "cards": cards, "time_range": time_range, "now": now})
+    sites = list(Site.objects.visible_to(request.user))
+    return _chart_response(charts.OVERVIEW_CHARTS, name, user=request.user, sites=sites, time_range=time_range,
+                           now=now)
 
 
 @_json_login_required
@@ -199,6 +205,9 @@ def site_data(request: HttpRequest, slug: str) -> HttpResponse:
         f"site-{site.pk}-compliance_drift": str(card.compliance.drift),
         f"site-{site.pk}-compliance_unknown": str(card.compliance.unknown),
     }
+    fields, stale = dashboard.site_live_fields(user=request.user, site=site, now=now)
+    payload["fields"] |= fields
+    payload["stale"] += stale
     return JsonResponse(payload)
 
 
@@ -210,9 +219,8 @@ def site_chart(request: HttpRequest, slug: str, name: str) -> HttpResponse:
         time_range = _time_range(request, site.time_zone)
     except ServiceError as e:
         return JsonResponse({"detail": e.message}, status=400)
-    cards = dashboard.site_cards(user=request.user, site=site, now=now)
-    return _chart_response(charts.SITE_CHARTS, name,
-                           {"user": request.user, "cards": cards, "time_range": time_range, "now": now})
+    return _chart_response(charts.SITE_CHARTS, name, user=request.user, sites=[site], time_range=time_range,
+                           now=now, site=site)
 
 
 @login_required

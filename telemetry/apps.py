@@ -6,4 +6,7 @@ class TelemetryConfig(AppConfig):
     verbose_name = "Telemetry and metering"
 
     def ready(self) -> None:
-        from telemetry import schema  # noqa: F401  (registers the OpenAPI auth extension)
+        from telemetry import (
+            schema,  # noqa: F401  (registers the OpenAPI auth extension)
+            views,  # noqa: F401  (registers the dashboards' card provider and charts)
+        )

@@ -12,11 +12,12 @@ import datetime as dt
 from collections.abc import Callable
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import F, OuterRef, QuerySet, Subquery, Sum
+from django.db.models import Avg, Count, F, Max, Min, OuterRef, QuerySet, Subquery, Sum
+from django.db.models.functions import TruncDay, TruncHour, TruncMinute
 
 from factory_portal.exceptions import ServiceError
 from sites.models import ServingEndpoint
-from telemetry.models.metering import CounterSnapshot, EngineSeries, UsageBucket, UsageRollup
+from telemetry.models.metering import CounterSnapshot, EngineSeries, UsageBucket, UsageDelta, UsageRollup
 
 User = AbstractBaseUser | AnonymousUser
 BUCKET_SECONDS = {UsageBucket.HOUR: 3600, UsageBucket.DAY: 86400}
@@ -155,3 +156,119 @@ def series_latest(*, user: User, endpoint_id: int) -> list[dict]:
 def _sum_present(values) -> float | None:
     present = [v for v in values if v is not None]
     return sum(present) if present else None
+
+
+# --- Dashboards (issue 7) ----------------------------------------------------------------------------------------
+
+# Up to this span charts read usage deltas binned per minute (one endpoint scraped every 15 s gives 4 rows a
+# minute); beyond, hourly rollups (≤ 1,440 points for 60 days), then daily ones.
+DELTA_RESOLUTION_MAX = dt.timedelta(hours=6)
+LIVE_TOKENS_WINDOW = dt.timedelta(minutes=5)
+
+
+def usage_plan(*, start: dt.datetime, end: dt.datetime) -> tuple[str, int]:
+    """(source, bucket seconds) a chart over [start, end) reads: "delta" per minute, "hour" or "day" rollups."""
+    span = end - start
+    if span <= DELTA_RESOLUTION_MAX:
+        return "delta", 60
+    if span <= dt.timedelta(days=60):
+        return "hour", 3600
+    return "day", 86400
+
+
+def usage_buckets(*, user: User, start: dt.datetime, end: dt.datetime, by: tuple[str, ...] = (),
+                  site_ids: list[int] | None = None, endpoint_id: int | None = None) -> list[dict]:
+    """Usage over [start, end) in buckets sized by `usage_plan`, grouped by `by` ⊆ ("site_id", "endpoint_id",
+    "model"), oldest first. Each row: the group keys, `bucket`, `seconds`, `prompt_tokens`, `generation_tokens`,
+    `requests_ok`, `requests_failed`, `prompt_tokens_per_s`, `generation_tokens_per_s`, `ttft_mean_s`,
+    `itl_mean_s` (None when nothing was observed). Summed over a model's attribution labels."""
+    source, seconds = usage_plan(start=start, end=end)
+    if source == "delta":
+        qs = UsageDelta.objects.visible_to(user).filter(interval_end__gte=start, interval_end__lt=end)
+        bucket = TruncMinute("interval_end", tzinfo=dt.UTC)
+        fields = {"site_id": F("endpoint__site_id"), "endpoint_id": F("endpoint_id"), "model": F("series__model")}
+    else:
+        qs = UsageRollup.objects.visible_to(user).filter(bucket=source, bucket_start__gte=start, bucket_start__lt=end)
+        bucket = F("bucket_start")
+        fields = {"site_id": F("endpoint__site_id"), "endpoint_id": F("endpoint_id"), "model": F("model")}
+    if site_ids is not None:
+        qs = qs.filter(endpoint__site_id__in=site_ids)
+    if endpoint_id is not None:
+        qs = qs.filter(endpoint_id=endpoint_id)
+    keys = {f"k_{name}": fields[name] for name in by}
+    rows = (qs.annotate(b=bucket, **keys).values("b", *keys)
+            .annotate(p=Sum("prompt_tokens"), g=Sum("generation_tokens"), ok=Sum("requests_ok"),
+                      failed=Sum("requests_failed"), ts=Sum("ttft_sum_s"), tc=Sum("ttft_count"), its=Sum("itl_sum_s"),
+                      ic=Sum("itl_count"))
+            .order_by("b", *keys))
+    return [
+        {**{name: r[f"k_{name}"] for name in by}, "bucket": r["b"], "seconds": seconds,
+         "prompt_tokens": r["p"], "generation_tokens": r["g"], "requests_ok": r["ok"],
+         "requests_failed": r["failed"], "prompt_tokens_per_s": r["p"] / seconds,
+         "generation_tokens_per_s": r["g"] / seconds, "ttft_mean_s": r["ts"] / r["tc"] if r["tc"] else None,
+         "itl_mean_s": r["its"] / r["ic"] if r["ic"] else None}
+        for r in rows
+    ]
+
+
+def endpoints_usage_now(*, user: User, site_ids: list[int], now: dt.datetime,
+                        window: dt.timedelta = LIVE_TOKENS_WINDOW) -> dict[int, dict]:
+    """Per endpoint, from the usage deltas that ended in the last `window`: `site_id`, `tokens_per_s` (prompt +
+    generated, each series' tokens ÷ the time its deltas span, summed over series), `ttft_mean_s`, `itl_mean_s`,
+    `requests_ok`, `requests_failed`. Endpoints without deltas in the window are absent."""
+    rows = (UsageDelta.objects.visible_to(user)
+            .filter(endpoint__site_id__in=site_ids, interval_end__gt=now - window, interval_end__lte=now)
+            .values("series_id", "endpoint_id", "endpoint__site_id")
+            .annotate(tokens=Sum(F("prompt_tokens") + F("generation_tokens")), first=Min("interval_start"),
+                      last=Max("interval_end"), ok=Sum("requests_ok"), failed=Sum("requests_failed"),
+                      ts=Sum("ttft_sum_s"), tc=Sum("ttft_count"), its=Sum("itl_sum_s"), ic=Sum("itl_count")))
+    out: dict[int, dict] = {}
+    for r in rows:
+        e = out.setdefault(r["endpoint_id"], {"site_id": r["endpoint__site_id"], "tokens_per_s": 0.0,
+                                              "requests_ok": 0, "requests_failed": 0, "_ts": 0.0, "_tc": 0,
+                                              "_its": 0.0, "_ic": 0})
+        span = (r["last"] - r["first"]).total_seconds()
+        if span > 0:
+            e["tokens_per_s"] += r["tokens"] / span
+        e["requests_ok"] += r["ok"]
+        e["requests_failed"] += r["failed"]
+        e["_ts"] += r["ts"]
+        e["_tc"] += r["tc"]
+        e["_its"] += r["its"]
+        e["_ic"] += r["ic"]
+    for e in out.values():
+        ts, tc, its, ic = e.pop("_ts"), e.pop("_tc"), e.pop("_its"), e.pop("_ic")
+        e["ttft_mean_s"] = ts / tc if tc else None
+        e["itl_mean_s"] = its / ic if ic else None
+    return out
+
+
+def endpoint_scrape_buckets(*, user: User, endpoint_id: int, start: dt.datetime, end: dt.datetime) -> list[dict]:
+    """Health history: per bucket (`usage_plan`'s size), the scrapes that returned counters (distinct delta ends).
+    A failed or unreachable scrape writes nothing, so a dip below the expected count is the endpoint's downtime."""
+    source, seconds = usage_plan(start=start, end=end)
+    trunc = TruncMinute if seconds == 60 else TruncHour if seconds == 3600 else TruncDay
+    rows = (UsageDelta.objects.visible_to(user)
+            .filter(endpoint_id=endpoint_id, interval_end__gte=start, interval_end__lt=end)
+            .annotate(b=trunc("interval_end", tzinfo=dt.UTC)).values("b")
+            .annotate(scrapes=Count("interval_end", distinct=True)).order_by("b"))
+    return [{"bucket": r["b"], "seconds": seconds, "scrapes": r["scrapes"]} for r in rows]
+
+
+def endpoint_gauge_buckets(*, user: User, endpoint_id: int, start: dt.datetime, end: dt.datetime) -> list[dict]:
+    """Running and waiting requests and KV-cache use (fraction) per minute over [start, end), summed over the
+    endpoint's series (means within the minute); read from snapshots, so callers keep the range short."""
+    per_series = (CounterSnapshot.objects
+                  .filter(series__in=EngineSeries.objects.visible_to(user).filter(endpoint_id=endpoint_id),
+                          scraped_at__gte=start, scraped_at__lt=end)
+                  .annotate(b=TruncMinute("scraped_at", tzinfo=dt.UTC)).values("b", "series_id")
+                  .annotate(running=Avg("running"), waiting=Avg("waiting"), kv=Avg("kv_cache_usage")))
+    buckets: dict[dt.datetime, dict] = {}
+    for r in per_series:
+        b = buckets.setdefault(r["b"], {"bucket": r["b"], "running": None, "waiting": None, "kv_cache_usage": None})
+        for key, value in (("running", r["running"]), ("waiting", r["waiting"])):
+            if value is not None:
+                b[key] = (b[key] or 0.0) + value
+        if r["kv"] is not None:
+            b["kv_cache_usage"] = max(b["kv_cache_usage"] or 0.0, r["kv"])
+    return [buckets[k] for k in sorted(buckets)]

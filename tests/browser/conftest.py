@@ -61,10 +61,14 @@ class BrowserPage:
         response = self.page.goto(self.base_url + path)
         assert response is not None and response.status == 200, f"GET {path}: {response and response.status}"
 
-    def screenshot(self, name: str) -> Path:
+    def screenshot(self, name: str, *, max_height: int = 1900) -> Path:
+        """The page from the top, at most `max_height` px tall (keeps the committed PNGs ≤ ~300 KB)."""
         DOCS_IMG.mkdir(parents=True, exist_ok=True)
         path = DOCS_IMG / f"{name}.png"
-        self.page.screenshot(path=str(path), full_page=True)
+        size = self.page.evaluate("() => ({w: document.documentElement.scrollWidth, "
+                                  "h: document.documentElement.scrollHeight})")
+        self.page.screenshot(path=str(path), full_page=True,
+                             clip={"x": 0, "y": 0, "width": size["w"], "height": min(size["h"], max_height)})
         return path
 
     def assert_clean(self) -> None:
@@ -163,3 +167,38 @@ def seeded(world) -> dict:
     sick = factories.ServingEndpointFactory(site=site, name="sglang-oslo", engine="sglang", engine_version="0.4.3",
                                             health="unhealthy", last_error="connect timeout after 5.0 s")
     return {"site": site, "plan": plan, "gpus": gpus, "node_2": node_2, "sick_endpoint": sick}
+
+
+HOSTILE_LABELS = ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>']
+
+
+@pytest.fixture
+def seeded_telemetry(seeded) -> dict:
+    """`seeded` plus telemetry: live raw readings of node A's GPUs, 24 h of per-site 1-minute and per-GPU hourly
+    rollups, and metered usage on the healthy endpoint under two engine labels that are hostile HTML."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from tests.telemetry import dash_support as seed
+
+    now = timezone.now()
+    site = seeded["site"]
+    online = [g for g in seeded["gpus"] if g.node_id == seeded["gpus"][0].node_id]
+    for i, gpu in enumerate(online):
+        seed.sample(gpu=gpu, ts=now - dt.timedelta(seconds=5), util_pct=60 + i, power_w=400.0, temperature_c=50 + i,
+                    memory_used_bytes=30 * 2**30, sm_clock_mhz=1755, throttle_reasons=0,
+                    energy_mj=None, unsupported={"energy_mj": "NVMLError_NotSupported"})
+    day_start = (now - dt.timedelta(hours=24)).replace(second=0, microsecond=0)
+    seed.minute_rollups(site=site, start=day_start, minutes=24 * 60 - 2, util=55.0, power_w=1600.0, gpus=4)
+    hour_start = day_start.replace(minute=0)
+    for i, gpu in enumerate(online):
+        seed.gpu_rollups(gpu=gpu, start=hour_start, count=24, util=20.0 * (i + 1))
+        seed.gpu_rollups(gpu=gpu, start=day_start, count=24 * 60 - 2, util=20.0 * (i + 1), model=seed.GpuRollup1m,
+                         step=dt.timedelta(minutes=1))
+    endpoint = seeded["site"].endpoints.get(health="healthy")
+    for k, label in enumerate(HOSTILE_LABELS):
+        for m in range(1, 30):
+            seed.usage(endpoint=endpoint, model=label, labels={"tenant_id": label}, end=now - dt.timedelta(minutes=m),
+                       seconds=60, prompt=600 * (k + 1), generation=1200, ttft=(0.9, 3), itl=(0.5, 20), rollup=True)
+    return {**seeded, "online_gpus": online, "endpoint": endpoint}

@@ -14,7 +14,10 @@ pytestmark = pytest.mark.browser
 
 def _open(bp, site, query: str = "") -> None:
     bp.goto(f"/sites/{site.slug}/{query}")
-    bp.page.wait_for_function("() => document.querySelectorAll('.chart[data-state=drawn]').length === 2")
+    # Every chart answered: drawn, or an empty state that says why (no telemetry seeded in these tests).
+    bp.page.wait_for_function("() => document.querySelectorAll('.chart').length > 0 && "
+                              "document.querySelectorAll('.chart:not([data-state])').length === 0")
+    assert bp.page.locator(".chart[data-state=error]").count() == 0
 
 
 def test_site_page_renders_tracker_compliance_and_charts(page_for, seeded) -> None:
@@ -37,8 +40,10 @@ def test_site_page_renders_tracker_compliance_and_charts(page_for, seeded) -> No
     # Axes carry units; the build-out chart's "today" line is drawn.
     titles = " ".join(page.locator(".chart .g-xtitle, .chart .g-ytitle").all_text_contents())
     assert "GPUs (count)" in titles and "date (site calendar)" in titles
-    assert page.locator("text=no telemetry yet").count() >= 4
-    bp.screenshot("site")
+    # Without readings the live figures say so (never 0), and the telemetry charts say what to do next.
+    assert page.locator("text=no telemetry yet").count() >= 3
+    assert page.locator(".chart[data-state=empty]").count() == 4
+    bp.screenshot("site-inventory")
     bp.assert_clean()
 
 
