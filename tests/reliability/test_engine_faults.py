@@ -103,12 +103,14 @@ def test_faulty_engines_lose_no_tokens_and_keep_limits_and_memory_bounded(world,
     resets = UsageDelta.objects.filter(endpoint=endpoints["restarting"], reset=True).count()
     assert resets == engines["restarting"].restarts
     # and the broken ones are unhealthy with the reason, having stored nothing
-    reasons = {"always500": "HTTP 500", "slow": "timed out", "cut": "closed the connection",
-               "huge": "larger than 20971520 bytes", "endless": "larger than 20971520 bytes", "trickle": "timed out"}
-    for n, reason in reasons.items():
+    # (a 50 MB or endless page hits the 20 MiB limit first on an idle machine, the deadline first on a busy one)
+    oversize = ("larger than 20971520 bytes", "timed out")
+    reasons = {"always500": ("HTTP 500",), "slow": ("timed out",), "cut": ("closed the connection",),
+               "huge": oversize, "endless": oversize, "trickle": ("timed out",)}
+    for n, accepted in reasons.items():
         endpoints[n].refresh_from_db()
         assert endpoints[n].health == EndpointHealth.UNHEALTHY, n
-        assert reason in endpoints[n].last_error, (n, endpoints[n].last_error)
+        assert any(r in endpoints[n].last_error for r in accepted), (n, endpoints[n].last_error)
         assert totals(endpoints[n]) == (0, 0)
     # and the time limit held: a batch with slow, trickling and endless engines takes about one timeout
     figures.update({"round_s_max": round(max(round_s), 2),
