@@ -122,7 +122,7 @@ def build(world, server) -> object:
         server.set("/vllm", vllm_page(engines={"0": VLLM[i]}, model="qwen-7b"))
         with time_machine.travel(START + offset, tick=False):
             endpoints_scrape(endpoint_ids=[shared.pk, vllm.pk])
-    usage_rollup(now=END)
+    usage_rollup()
     tenant_usage_refresh(since=since, now=END)
     w.objects.update({"site1": site1, "site2": site2, "gpu2": gpu2, "zeta": zeta, "zeta_plan": zeta_plan,
                       "shared": shared, "vllm": vllm, "zeta_rule": zeta_rule})

@@ -30,7 +30,7 @@ def test_cards_show_todays_economics_in_the_site_currency(world, monkeypatch):
     card = next(c for c in cards if c.site.slug == "site-a")
     assert card.economics == {"revenue_today": "50.00 USD", "cost_per_mtok": "15.00 USD",
                               "margin": "20.00 USD (40.0%)"}
-    assert seen["site-a"] == (dt.datetime(2026, 3, 9, 23, 0, tzinfo=dt.UTC), NOW)
+    assert seen["site-a"] == (dt.datetime(2026, 3, 9, 23, 0, tzinfo=dt.UTC), NOW)  # NOW is on the minute
 
 
 @pytest.mark.django_db

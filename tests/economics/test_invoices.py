@@ -120,7 +120,7 @@ def test_late_usage_becomes_an_adjustment_and_a_rule_change_remeters_only_open_p
                                        "zeta": (ZETA[3][0] + 1_000_000, ZETA[3][1])}))
     with time_machine.travel(APRIL_2, tick=False):
         endpoints_scrape(endpoint_ids=[econ.shared.pk])
-    usage_rollup(now=dt.datetime(2026, 4, 2, 10, 0, tzinfo=dt.UTC))  # catches up March 2 and April 2
+    usage_rollup()  # catches up March 2 and April 2
     # and the zeta label is found to belong to Tenant A: the rule is corrected (effective since March 1)
     econ.zeta_rule.tenant = econ.tenant_a
     tenant_services.attribution_rule_save(rule=econ.zeta_rule, by=operator)

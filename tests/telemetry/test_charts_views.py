@@ -50,7 +50,7 @@ def test_card_figures_alerts_and_fleet_totals(world, client_for) -> None:
     assert f[p + "power_pct"] == "80 % of contracted"
     assert f[p + "tokens_per_s"] == "110 tokens/s"
     assert f["fleet-util"] == "60 %" and f["fleet-tokens_per_s"] == "110 tokens/s"
-    assert f[p + "revenue_today"] == "no economics yet"  # economics is another app's provider
+    assert f[p + "revenue_today"] == "0.00 USD"  # from the tenants app's economics provider: nothing billed here
     texts = [a["text"] for a in data["alerts"]]
     assert any("over its contracted 0.5 kW" in t and "≈ 1 kW" in t for t in texts)  # 0.4 kW × 1.3 = 0.52 kW
     assert any("35 % GPU utilization over the last hour, below its 70 % target" in t for t in texts)
