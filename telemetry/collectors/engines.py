@@ -385,7 +385,14 @@ def normalize(text: str, *, engine: str = "auto") -> EngineScrape:
         raise EngineError(f"unknown engine {engine!r}")
     samples = parse(text, names=adapter.names)
     by_name: dict[str, list[Sample]] = {}
+    seen: set[tuple] = set()
     for sample in samples:
+        # A series printed twice is an invalid exposition (Prometheus rejects such a scrape too): summing the
+        # copies would double the counter, so the page is refused and the next good page catches up.
+        identity = (sample.name, tuple(sorted(sample.labels.items())))
+        if identity in seen:
+            raise EngineError(f"duplicate series {sample.name}{dict(sample.labels)} on the page")
+        seen.add(identity)
         by_name.setdefault(sample.name, []).append(sample)
 
     model_labels = adapter.model_labels
