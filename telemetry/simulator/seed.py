@@ -40,6 +40,7 @@ from telemetry.models.metering import EngineSeries
 from telemetry.simulator import demo
 from telemetry.simulator.gpus import SimulatedGpu, SimulatedGpuReader
 from tenants.choices import TenantRole, TenantStatus
+from tenants.metering import tenant_usage_refresh
 from tenants.models import Allocation, AttributionRule, PricePlan, Tenant, TenantMembership
 from tenants.services import (
     allocation_create,
@@ -293,8 +294,10 @@ def _roll_up(*, gpu_start: dt.datetime, now: dt.datetime, result: SeedResult) ->
     if mark is None:
         RollupWatermark.objects.get_or_create(name=rollups.WATERMARK, defaults={"done_until": until})
     rollups.gpu_rollups_run(now=now)
-    # Every delta not yet rolled up lands in its own hour and day, however old.
+    # Every delta not yet rolled up lands in its own hour and day, however old; then attribution to tenants
+    # (what the worker's periodic refresh does), so revenue and invoices are there from the first page.
     usage_rollup()
+    tenant_usage_refresh(since=gpu_start, now=now)
 
 
 def demo_seed(*, password: str | None = None, now: dt.datetime | None = None, days: int = HISTORY_DAYS,
