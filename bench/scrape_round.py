@@ -61,9 +61,11 @@ def serve_fleet(indices: list[int], ports: mp.Queue) -> None:
 
 
 def postgres_cpu_s() -> float:
-    """CPU seconds (user + system) of every PostgreSQL process on this machine, from /proc."""
+    """CPU seconds (user + system) of PostgreSQL on this machine, from /proc: every live postgres process, plus
+    the postmaster's reaped children (cutime + cstime), so a backend that exits during a round still counts."""
     tick = os.sysconf("SC_CLK_TCK")
     total = 0.0
+    pids: dict[int, tuple[int, list[str]]] = {}
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
@@ -74,7 +76,11 @@ def postgres_cpu_s() -> float:
         comm = stat[stat.index("(") + 1:stat.rindex(")")]
         if comm.startswith("postgres"):
             fields = stat[stat.rindex(")") + 2:].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
+            pids[int(pid)] = (int(fields[1]), fields)  # parent pid, fields
+    for _pid, (ppid, fields) in pids.items():
+        total += (int(fields[11]) + int(fields[12])) / tick
+        if ppid not in pids:  # the postmaster: add the CPU of its children that have exited
+            total += (int(fields[13]) + int(fields[14])) / tick
     return total
 
 

@@ -609,14 +609,18 @@ async def fetch_many(targets: Sequence[FetchTarget], policy: FetchPolicy, *, con
     `ssl_context` replaces the system CA store (tests with their own CA); the default verifies certificates.
     """
     pool = _Pool(policy, resolver=resolver, ssl_context=ssl_context)
-    semaphore = asyncio.Semaphore(concurrency)
+    results: list[FetchResult] = [None] * len(targets)  # type: ignore[list-item]
+    queue = iter(enumerate(targets))
 
-    async def one(target: FetchTarget) -> FetchResult:
-        async with semaphore:
-            return await fetch_one(pool, target)
+    # A fixed set of workers taking the next target, rather than a task per target behind a semaphore:
+    # asyncio.Semaphore checks all its waiters on every acquire (quadratic in the batch size).
+    async def worker() -> None:
+        for i, target in queue:
+            results[i] = await fetch_one(pool, target)
 
     try:
-        return list(await asyncio.gather(*(one(t) for t in targets)))
+        await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(targets))))))
     finally:
         pool.close()
         await asyncio.sleep(0)  # let the aborted transports report connection_lost before the loop closes
+    return results
