@@ -9,7 +9,6 @@ the same endpoint never compute two deltas from the same previous snapshot.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import hashlib
 import json
@@ -23,10 +22,11 @@ from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Subquery, Sum
 from django.utils import timezone
 
+from factory_portal.crypto import decrypt_secret
 from sites.choices import EndpointHealth
 from sites.models import ServingEndpoint
 from telemetry.collectors import engines
-from telemetry.collectors.fetch import FetchPolicy, FetchResult, FetchTarget, fetch_many
+from telemetry.collectors.fetch import FetchPolicy, FetchResult, FetchTarget, fetch_many_blocking
 from telemetry.models.metering import CounterSnapshot, EngineSeries, UsageBucket, UsageDelta, UsageRollup
 from telemetry.parsing import ParseError
 
@@ -456,17 +456,27 @@ class _OrmStore(_Store):
 def endpoints_fetch(*, endpoints: Sequence[ServingEndpoint], policy: FetchPolicy | None = None,
                     concurrency: int = 256) -> list[EndpointOutcome]:
     """Fetch and normalize the endpoints' pages concurrently (no database writes)."""
+    targets = [(e.pk, e.engine, e.metrics_url, e.bearer_token) for e in endpoints]
+    return _fetch_outcomes(targets, policy=policy, concurrency=concurrency)
+
+
+def _fetch_outcomes(targets: Sequence[tuple[int, str, str, str]], *, policy: FetchPolicy | None,
+                    concurrency: int) -> list[EndpointOutcome]:
     policy = policy or FetchPolicy.from_settings()
-    targets = [FetchTarget(key=e.pk, url=e.metrics_url, bearer_token=e.bearer_token) for e in endpoints]
-    results = asyncio.run(fetch_many(targets, policy, concurrency=concurrency))
-    engine_of = {e.pk: e.engine for e in endpoints}
+    # Connections are kept for this worker's next batch (engines that keep them alive are not reconnected).
+    results = fetch_many_blocking([FetchTarget(key=pk, url=url, bearer_token=token) for pk, _, url, token in targets],
+                                  policy, concurrency=concurrency)
+    engine_of = {pk: engine for pk, engine, _, _ in targets}
     return [outcome_from_fetch(endpoint_id=r.key, engine=engine_of[r.key], result=r) for r in results]
 
 
 def endpoints_scrape(*, endpoint_ids: Sequence[int], concurrency: int = 256) -> RecordSummary:
     """Poll these endpoints once: fetch concurrently, then record everything in one transaction."""
-    endpoints = list(ServingEndpoint.objects.filter(pk__in=endpoint_ids, enabled=True).order_by("pk"))
-    outcomes = endpoints_fetch(endpoints=endpoints, concurrency=concurrency)
+    rows = (ServingEndpoint.objects.filter(pk__in=endpoint_ids, enabled=True).order_by("pk")
+            .values_list("pk", "engine", "metrics_url", "bearer_token_encrypted"))
+    # Plain rows, not model instances: a batch is hundreds of endpoints and only these columns are needed.
+    targets = [(pk, engine, url, decrypt_secret(token)) for pk, engine, url, token in rows]
+    outcomes = _fetch_outcomes(targets, policy=None, concurrency=concurrency)
     summary = scrape_outcomes_record(outcomes=outcomes)
     for endpoint_id, error in summary.errors.items():
         logger.info("endpoint %s unhealthy: %s", endpoint_id, error)

@@ -15,23 +15,29 @@ The HTTP/1.1 client is a small `asyncio.Protocol` of our own rather than httpx: 
 text page, and httpx/httpcore spent ≈ 3 ms of CPU per endpoint on it (pool bookkeeping, the anyio layers, header
 models), ten times the cost of the parse. This one writes the request in one buffer, parses the status line and
 headers once, and takes the body by Content-Length, chunked, or until close, decoding gzip/deflate. Connections
-are kept alive per (vetted IP, port, TLS name) for the length of one `fetch_many` (a batch often has many
-endpoints behind one address: a LiteLLM gateway, a node running several engines).
+are kept alive per (vetted IP, port, TLS name): within one `fetch_many`, and, through `fetch_many_blocking` (the
+scrape task), between batches of the same worker thread, as Prometheus does. Engines whose keep-alive timeout is
+shorter than the scrape interval (uvicorn's 5 s) close them in between; those are noticed and replaced.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import socket
 import ssl
+import threading
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
-__all__ = ["FetchError", "FetchPolicy", "FetchResult", "FetchTarget", "fetch_many", "fetch_one", "vet_address"]
+__all__ = [
+    "FetchError", "FetchPolicy", "FetchResult", "FetchTarget", "close_idle_connections", "fetch_many",
+    "fetch_many_blocking", "fetch_one", "vet_address",
+]
 
 METADATA_ADDRESSES = frozenset(
     ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200")
@@ -231,10 +237,11 @@ class _Connection(asyncio.Protocol):
     Non-200 answers finish at their headers (the connection is then dropped, not reused).
     """
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.closed = False
-        self.max_bytes = max_bytes
+        self.max_bytes = 0
+        self.idle_since = 0.0  # time.monotonic() when it went back to the pool
         self._waiter: asyncio.Future[_Response] | None = None
 
     # -- asyncio.Protocol
@@ -263,8 +270,9 @@ class _Connection(asyncio.Protocol):
         self._closed_by_peer()
 
     # -- use
-    def request(self, raw: bytes) -> asyncio.Future[_Response]:
+    def request(self, raw: bytes, max_bytes: int) -> asyncio.Future[_Response]:
         assert self.transport is not None
+        self.max_bytes = max_bytes
         self._waiter = asyncio.get_running_loop().create_future()
         self._buf = bytearray()
         self._got_bytes = False
@@ -481,27 +489,68 @@ def _ssl_context() -> ssl.SSLContext:
 
 
 class _Pool:
-    """Idle keep-alive connections of one batch, per (vetted IP, port, TLS name); a DNS answer cache."""
+    """Idle keep-alive connections per (vetted IP, port, scheme, TLS name, TLS context).
 
-    def __init__(self, policy: FetchPolicy, *, resolver: Resolver | None = None,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
-        self.policy = policy
-        self.resolver = resolver
-        self.ssl_context = ssl_context
+    A connection is only ever taken for a request whose URL was planned (and its address vetted) again, so
+    keeping connections between batches never bypasses the SSRF rules.
+    """
+
+    MAX_IDLE = 20_000  # connections kept in all; beyond that the oldest are closed
+    MAX_IDLE_S = 120.0  # an engine that was not scraped for this long gets a fresh connection
+
+    def __init__(self) -> None:
         self.idle: dict[tuple, list[_Connection]] = {}
-        self.dns: dict[tuple[str, int], list[str]] = {}
+        self.count = 0
 
-    @staticmethod
-    def _key(plan: _Plan) -> tuple:
-        return plan.ip, plan.port, plan.scheme, plan.sni_hostname
-
-    def take_idle(self, plan: _Plan) -> _Connection | None:
-        idle = self.idle.get(self._key(plan))
+    def take(self, key: tuple) -> _Connection | None:
+        idle = self.idle.get(key)
         while idle:
             conn = idle.pop()
+            self.count -= 1
             if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
                 return conn
         return None
+
+    def put(self, key: tuple, conn: _Connection) -> None:
+        conn.idle_since = time.monotonic()
+        self.idle.setdefault(key, []).append(conn)
+        self.count += 1
+
+    def prune(self) -> None:
+        """Close connections the server closed, idle too long, or beyond MAX_IDLE (oldest first)."""
+        cutoff = time.monotonic() - self.MAX_IDLE_S
+        live = [(c.idle_since, key, c) for key, conns in self.idle.items() for c in conns]
+        self.idle.clear()
+        self.count = 0
+        live.sort(key=lambda x: x[0], reverse=True)
+        for n, (since, key, conn) in enumerate(live):
+            if conn.closed or since < cutoff or n >= self.MAX_IDLE:
+                conn.abort()
+            else:
+                self.idle.setdefault(key, []).append(conn)
+                self.count += 1
+
+    def close(self) -> None:
+        for conns in self.idle.values():
+            for conn in conns:
+                conn.abort()
+        self.idle.clear()
+        self.count = 0
+
+
+class _Batch:
+    """What one `fetch_many` shares: the policy, the resolver and its answers, the TLS context, the pool."""
+
+    def __init__(self, policy: FetchPolicy, pool: _Pool, *, resolver: Resolver | None = None,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        self.policy = policy
+        self.pool = pool
+        self.resolver = resolver
+        self.ssl_context = ssl_context
+        self.dns: dict[tuple[str, int], list[str]] = {}  # this batch only: DNS answers are not kept longer
+
+    def key(self, plan: _Plan) -> tuple:
+        return plan.ip, plan.port, plan.scheme, plan.sni_hostname, id(self.ssl_context)
 
     async def connect(self, plan: _Plan) -> _Connection:
         loop = asyncio.get_running_loop()
@@ -510,7 +559,7 @@ class _Pool:
             tls = self.ssl_context or _ssl_context()
         try:
             _transport, conn = await loop.create_connection(
-                lambda: _Connection(self.policy.max_bytes), host=plan.ip, port=plan.port, ssl=tls,
+                _Connection, host=plan.ip, port=plan.port, ssl=tls,
                 server_hostname=(plan.sni_hostname or plan.ip) if tls else None,
             )
         except ssl.SSLError as exc:
@@ -518,15 +567,6 @@ class _Pool:
         except OSError as exc:
             raise FetchError("connection refused or unreachable") from exc
         return conn
-
-    def release(self, plan: _Plan, conn: _Connection) -> None:
-        self.idle.setdefault(self._key(plan), []).append(conn)
-
-    def close(self) -> None:
-        for conns in self.idle.values():
-            for conn in conns:
-                conn.abort()
-        self.idle.clear()
 
 
 def _request_bytes(plan: _Plan, bearer_token: str) -> bytes:
@@ -544,16 +584,17 @@ def _request_bytes(plan: _Plan, bearer_token: str) -> bytes:
         raise FetchError("the bearer token is not Latin-1 text") from None
 
 
-async def _fetch(pool: _Pool, target: FetchTarget) -> str:
-    plan = await plan_request(target.url, pool.policy, pool.resolver, pool.dns)
+async def _fetch(batch: _Batch, target: FetchTarget) -> str:
+    plan = await plan_request(target.url, batch.policy, batch.resolver, batch.dns)
     raw = _request_bytes(plan, target.bearer_token)
-    conn = pool.take_idle(plan)
+    key = batch.key(plan)
+    conn = batch.pool.take(key)
     while True:
         reused = conn is not None
         if conn is None:
-            conn = await pool.connect(plan)
+            conn = await batch.connect(plan)
         try:
-            response = await conn.request(raw)
+            response = await conn.request(raw, batch.policy.max_bytes)
         except _Broken:
             # A kept-alive connection the server closed just before our request: try once on a fresh one.
             if reused and not conn.got_bytes:
@@ -566,7 +607,7 @@ async def _fetch(pool: _Pool, target: FetchTarget) -> str:
             raise
         break
     if response.keep_alive and not conn.closed:
-        pool.release(plan, conn)
+        batch.pool.put(key, conn)
     else:
         conn.abort()
     try:
@@ -589,11 +630,11 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}"
 
 
-async def fetch_one(pool: _Pool, target: FetchTarget) -> FetchResult:
+async def fetch_one(batch: _Batch, target: FetchTarget) -> FetchResult:
     started = time.monotonic()
     try:
-        async with asyncio.timeout(pool.policy.timeout_s):
-            text = await _fetch(pool, target)
+        async with asyncio.timeout(batch.policy.timeout_s):
+            text = await _fetch(batch, target)
         error = None
     except Exception as exc:  # noqa: BLE001 - every failure becomes the endpoint's reason, the batch goes on
         text, error = None, _describe(exc)
@@ -602,13 +643,21 @@ async def fetch_one(pool: _Pool, target: FetchTarget) -> FetchResult:
 
 
 async def fetch_many(targets: Sequence[FetchTarget], policy: FetchPolicy, *, concurrency: int = 256,
-                     resolver: Resolver | None = None,
-                     ssl_context: ssl.SSLContext | None = None) -> list[FetchResult]:
+                     resolver: Resolver | None = None, ssl_context: ssl.SSLContext | None = None,
+                     pool: _Pool | None = None) -> list[FetchResult]:
     """Fetch all targets concurrently (at most `concurrency` at once); one result per target, in order.
 
     `ssl_context` replaces the system CA store (tests with their own CA); the default verifies certificates.
+    `pool` keeps idle connections for a later call on the same event loop; without one they close at the end.
     """
-    pool = _Pool(policy, resolver=resolver, ssl_context=ssl_context)
+    own_pool = pool is None
+    batch = _Batch(policy, pool or _Pool(), resolver=resolver, ssl_context=ssl_context)
+    if not own_pool:
+        # Let the loop notice connections the servers closed while it was not running (an engine's keep-alive
+        # timeout between two rounds), so they are not tried first.
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        batch.pool.prune()
     results: list[FetchResult] = [None] * len(targets)  # type: ignore[list-item]
     queue = iter(enumerate(targets))
 
@@ -616,11 +665,63 @@ async def fetch_many(targets: Sequence[FetchTarget], policy: FetchPolicy, *, con
     # asyncio.Semaphore checks all its waiters on every acquire (quadratic in the batch size).
     async def worker() -> None:
         for i, target in queue:
-            results[i] = await fetch_one(pool, target)
+            results[i] = await fetch_one(batch, target)
 
     try:
         await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(targets))))))
     finally:
-        pool.close()
-        await asyncio.sleep(0)  # let the aborted transports report connection_lost before the loop closes
+        if own_pool:
+            batch.pool.close()
+            await asyncio.sleep(0)  # let the aborted transports report connection_lost before the loop closes
     return results
+
+
+class _Runner(threading.local):
+    """This thread's event loop and connection pool, kept between batches (a Celery worker process runs one
+    batch after another; reconnecting to thousands of engines every round was a third of the scrape's CPU)."""
+
+    pid = 0
+    loop: asyncio.AbstractEventLoop | None = None
+    pool: _Pool | None = None
+
+    def get(self) -> tuple[asyncio.AbstractEventLoop, _Pool]:
+        if self.loop is None or self.pid != os.getpid():  # never use a loop or sockets inherited through fork
+            self.loop, self.pool, self.pid = asyncio.new_event_loop(), _Pool(), os.getpid()
+        return self.loop, self.pool  # type: ignore[return-value]
+
+    def discard(self) -> None:
+        loop, pool = self.loop, self.pool
+        self.loop = self.pool = None
+        if loop is None or loop.is_closed():
+            return
+        if self.pid == os.getpid():
+            if pool is not None:
+                pool.close()
+            tasks = asyncio.all_tasks(loop)
+            for task in tasks:
+                task.cancel()
+            try:
+                loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            except BaseException:  # noqa: BLE001 - tearing down after a failure: nothing more to save
+                pass
+            loop.close()
+
+
+_runner = _Runner()
+
+
+def fetch_many_blocking(targets: Sequence[FetchTarget], policy: FetchPolicy, *,
+                        concurrency: int = 256) -> list[FetchResult]:
+    """`fetch_many` for synchronous callers (the scrape task), reusing connections from earlier calls in this
+    thread. Anything escaping (a task's soft time limit) tears the loop and its connections down."""
+    loop, pool = _runner.get()
+    try:
+        return loop.run_until_complete(fetch_many(targets, policy, concurrency=concurrency, pool=pool))
+    except BaseException:
+        _runner.discard()
+        raise
+
+
+def close_idle_connections() -> None:
+    """Close this thread's kept-alive connections and its event loop (tests, benchmarks, worker shutdown)."""
+    _runner.discard()

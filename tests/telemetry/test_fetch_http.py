@@ -277,3 +277,29 @@ def test_https_goes_to_the_vetted_ip_with_the_name_as_sni_and_is_verified(tls_pa
     assert server.requests[0].split(b"\r\n")[1] == f"Host: engine.test:{server.port}".encode()
     assert by_ip.error.startswith("TLS handshake failed")
     assert untrusted.error.startswith("TLS handshake failed")
+
+
+def test_the_blocking_fetch_keeps_connections_between_batches_and_replaces_closed_ones() -> None:
+    # given a keep-alive server, and a second one that closes each connection after one answer (an engine whose
+    # keep-alive timeout is shorter than the scrape interval)
+    from telemetry.collectors.fetch import close_idle_connections, fetch_many_blocking
+
+    class OneShot(RawServer):
+        def _handle(self, conn: socket.socket) -> None:
+            try:
+                conn.recv(65536)
+                conn.sendall(ok(PAGE))
+            finally:
+                conn.close()
+
+    with RawServer(lambda head: ok(PAGE)) as keeps, OneShot(lambda head: None) as closes:
+        targets = [FetchTarget(key=1, url=keeps.url()), FetchTarget(key=2, url=closes.url())]
+        try:
+            # when three batches run one after another in this thread
+            rounds = [fetch_many_blocking(targets, POLICY) for _ in range(3)]
+        finally:
+            close_idle_connections()
+    # then: one connection to the first server for all three, a fresh one each time to the second, no errors
+    assert [[r.error for r in results] for results in rounds] == [[None, None]] * 3
+    assert keeps.connections == 1 and len(keeps.requests) == 3
+    assert closes.connections == 3
