@@ -149,6 +149,11 @@ def setup(args: argparse.Namespace, urls: list[str]) -> tuple[list[tuple[int, st
                               if f"{PREFIX}-node-{i:05d}" not in existing])
     nodes = list(Node.objects.filter(site=site).order_by("hostname").values_list("pk", "hostname"))[:n_nodes]
     endpoint_ids = list(ServingEndpoint.objects.filter(site=site).values_list("pk", flat=True))
+    # As beat's `gpu_sample_partitions_ensure_ahead_task` does in production: today's and the next days'
+    # partitions exist before the first report (two ingest workers creating the same day at once can collide).
+    from telemetry.retention import gpu_sample_partitions_ensure_ahead
+
+    gpu_sample_partitions_ensure_ahead(today=dt.datetime.now(dt.UTC).date())
     return nodes, endpoint_ids
 
 
@@ -242,13 +247,14 @@ def main() -> int:  # noqa: C901 - one procedure: start, drive, sample, stop, re
 
         celery = [sys.executable, "-m", "celery", "-A", "factory_portal", "worker", "--without-gossip",
                   "--without-mingle", "--without-heartbeat", "-l", "WARNING", "--prefetch-multiplier", "1"]
+        # stdout carries the markdown section: the workers' banners go nowhere, their errors to stderr.
+        quiet = {"cwd": ROOT, "start_new_session": True, "stdout": subprocess.DEVNULL}
         workers = {
             "scrape": subprocess.Popen([*celery, "-Q", "scrape", "-c", str(args.scrape_concurrency),
-                                        "-n", "scrape@loadgen"], cwd=ROOT, start_new_session=True),
+                                        "-n", "scrape@loadgen"], **quiet),
             "ingest": subprocess.Popen([*celery, "-Q", "ingest", "-c", str(args.ingest_concurrency),
-                                        "-n", "ingest@loadgen"], cwd=ROOT, start_new_session=True),
-            "rollup": subprocess.Popen([*celery, "-Q", "rollup", "-c", "1", "-n", "rollup@loadgen"], cwd=ROOT,
-                                       start_new_session=True),
+                                        "-n", "ingest@loadgen"], **quiet),
+            "rollup": subprocess.Popen([*celery, "-Q", "rollup", "-c", "1", "-n", "rollup@loadgen"], **quiet),
         }
         procs += workers.values()
         import redis
@@ -331,7 +337,43 @@ def main() -> int:  # noqa: C901 - one procedure: start, drive, sample, stop, re
         shutil.rmtree(tmp, ignore_errors=True)
 
     report(args, samples, len(nodes), len(endpoint_ids))
+    sizes_report()
     return 0 if samples else 1
+
+
+SIZED_MODELS = ("GpuSample", "GpuRollup1m", "GpuRollup1h", "SiteGpuRollup1m", "CounterSnapshot", "UsageDelta",
+                "UsageRollup", "EngineSeries")
+
+
+def table_sizes() -> list[tuple[str, str, int, int]]:
+    """(model, table, rows, bytes incl. indexes and TOAST; a partitioned table summed over its partitions)."""
+    from django.apps import apps
+    from django.db import connection
+
+    out = []
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE")  # settle visibility maps and free space before measuring
+        for name in SIZED_MODELS:
+            table = apps.get_model("telemetry", name)._meta.db_table
+            cursor.execute(f"SELECT count(*) FROM {table}")  # noqa: S608 - a model's table name
+            rows = cursor.fetchone()[0]
+            cursor.execute("SELECT coalesce(sum(pg_total_relation_size(relid)), 0) FROM pg_partition_tree(%s)",
+                           [table])
+            out.append((name, table, rows, int(cursor.fetchone()[0])))
+    return out
+
+
+def sizes_report() -> None:
+    print("Storage per row, measured on the tables this run filled (`pg_total_relation_size` incl. indexes "
+          "and TOAST ÷ rows; PostgreSQL 15, after `VACUUM ANALYZE`; tables with few rows are dominated by fixed "
+          "overhead and are marked so):")
+    print()
+    print("| table | rows | total size | bytes / row |")
+    print("|---|---|---|---|")
+    for name, table, rows, size in table_sizes():
+        per_row = f"{size / rows:,.0f}" if rows >= 1000 else ("–" if rows == 0 else f"({size / rows:,.0f}, few rows)")
+        print(f"| {name} (`{table}`) | {rows:,} | {size / 2**20:,.1f} MiB | {per_row} |")
+    print()
 
 
 def _median(values: list[float | None]) -> float:
@@ -344,7 +386,12 @@ def report(args: argparse.Namespace, samples: list[dict], nodes: int, endpoints:
     after_warm = [s for s in samples if s["t"] >= args.warmup + 60] or samples
     rss = [(s["t"], s["scrape_rss_mib"]) for s in after_warm]
     child_max = max((max(s["scrape_child_rss_mib"], default=0) for s in samples), default=0)
-    rate = {k: _median([s["rate"][k] for s in samples]) for k in samples[0]["rate"]} if samples else {}
+    # Sustained = rows over the whole measured window (a scrape batch commits 250 endpoints at once, so single
+    # 10 s windows swing between 0 and twice the rate).
+    span = samples[-1]["t"] - samples[0]["t"] + args.sample if samples else 1
+    first = samples[0]["rows"] if samples else {}
+    rate = {k: (samples[-1]["rows"].get(k, 0) - first.get(k, 0) + samples[0]["rate"][k] * args.sample) / span
+            for k in samples[0]["rate"]} if samples else {}
     cpu = {k: _median([s["cpu_share"][k] for s in samples]) for k in samples[0]["cpu_share"]} if samples else {}
     offered_gpu = gpus / args.gpu_interval
     offered_scrape = endpoints / args.scrape_interval
@@ -357,9 +404,9 @@ def report(args: argparse.Namespace, samples: list[dict], nodes: int, endpoints:
           f"queue `scrape`); rollups every minute on `rollup`. Real Redis broker and Celery workers "
           f"(scrape ×{args.scrape_concurrency}, ingest ×{args.ingest_concurrency}, rollup ×1). "
           f"{args.duration:.0f} s measured after a {args.warmup:.0f} s warm-up, sampled every {args.sample:.0f} s; "
-          "figures are medians over the samples.")
+          "rates are over the whole window, the rest medians (and maxima) over the samples.")
     print()
-    print("| measure | offered | sustained (median) |")
+    print("| measure | offered | sustained (whole window) / median |")
     print("|---|---|---|")
     print(f"| GPU samples written / s | {offered_gpu:,.0f} | {rate.get('gpu', float('nan')):,.0f} |")
     print(f"| endpoint scrapes recorded / s | {offered_scrape:,.0f} | {rate.get('scrapes', float('nan')):,.0f} |")
