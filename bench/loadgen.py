@@ -357,8 +357,10 @@ def table_sizes() -> list[tuple[str, str, int, int]]:
             table = apps.get_model("telemetry", name)._meta.db_table
             cursor.execute(f"SELECT count(*) FROM {table}")  # noqa: S608 - a model's table name
             rows = cursor.fetchone()[0]
-            cursor.execute("SELECT coalesce(sum(pg_total_relation_size(relid)), 0) FROM pg_partition_tree(%s)",
-                           [table])
+            # A partitioned parent has no storage of its own: sum its partitions; a plain table is its own size.
+            cursor.execute("SELECT greatest(pg_total_relation_size(%s::regclass), (SELECT coalesce(sum("
+                           "pg_total_relation_size(relid)), 0) FROM pg_partition_tree(%s::regclass)))",
+                           [table, table])
             out.append((name, table, rows, int(cursor.fetchone()[0])))
     return out
 
