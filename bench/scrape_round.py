@@ -38,43 +38,53 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "factory_portal.settings")
 os.environ["SCRAPE_ALLOW_LOOPBACK"] = "1"
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 
-from telemetry.simulator.engines import SIMULATED_KINDS, EmulatedEngine, EngineFleet  # noqa: E402
+from bench.fleet import Fleet  # noqa: E402
+from telemetry.simulator.engines import SIMULATED_KINDS  # noqa: E402
 
 BATCH = 250
 WORKERS = 2
 
 
-def engines_for(indices: list[int]) -> list[EmulatedEngine]:
-    return [EmulatedEngine(name=f"e{i}", kind=SIMULATED_KINDS[i % len(SIMULATED_KINDS)], models=[f"model-{i % 7}"],
-                           seed=i + 1) for i in indices]
+def _stat(pid: int) -> list[str] | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2:].split()
 
 
-def serve_fleet(indices: list[int], ports: mp.Queue) -> None:
-    import http.server
+_postmaster: list[int] = []
 
-    # socketserver listens with a backlog of 5: hundreds of concurrent connects would be dropped and retried
-    # after a second by the kernel, timing the fleet, not the scraper. This process only.
-    http.server.ThreadingHTTPServer.request_queue_size = 1024
-    fleet = EngineFleet(engines_for(indices))
-    ports.put((indices[0], fleet.port))
-    fleet.serve_forever()
+
+def postmaster_pid() -> int:
+    """Our cluster's postmaster: the parent of this benchmark's backend (other clusters on the machine — other
+    developers' test runs — must not count)."""
+    if not _postmaster:
+        import psycopg
+
+        with psycopg.connect(os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/postgres") as conn:
+            backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        fields = _stat(backend)
+        if fields is None:
+            raise RuntimeError("PostgreSQL does not run on this machine: its CPU cannot be measured")
+        _postmaster.append(int(fields[1]))
+    return _postmaster[0]
 
 
 def postgres_cpu_s() -> float:
-    """CPU seconds (user + system) of every PostgreSQL process on this machine, from /proc."""
+    """CPU seconds (user + system) of our PostgreSQL cluster, from /proc: the postmaster, its live children, and
+    its reaped children (cutime + cstime), so a backend that exits during a round still counts."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    root = postmaster_pid()
+    fields = _stat(root)
+    if fields is None:
+        return 0.0
+    total = sum(int(f) for f in fields[11:15]) / tick  # utime, stime, cutime, cstime
     for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
-        comm = stat[stat.index("(") + 1:stat.rindex(")")]
-        if comm.startswith("postgres"):
-            fields = stat[stat.rindex(")") + 2:].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
+        if pid.isdigit():
+            child = _stat(int(pid))
+            if child is not None and child[1] == str(root):
+                total += (int(child[11]) + int(child[12])) / tick
     return total
 
 
@@ -142,7 +152,12 @@ def page_samples(urls: list[str]) -> int:
     return total
 
 
-def our_rounds(ids: list[int], rounds: int) -> list[dict]:
+def processes_cpu_s(pids: list[int]) -> float:
+    tick = os.sysconf("SC_CLK_TCK")
+    return sum((int(f[11]) + int(f[12])) / tick for f in (_stat(pid) for pid in pids) if f is not None)
+
+
+def our_rounds(ids: list[int], rounds: int, fleet_pids: list[int]) -> list[dict]:
     from django.db import connections
 
     connections.close_all()  # the pool forks: no shared connection
@@ -150,12 +165,14 @@ def our_rounds(ids: list[int], rounds: int) -> list[dict]:
     results = []
     with ProcessPoolExecutor(WORKERS, mp_context=mp.get_context("fork"), initializer=_worker_init) as pool:
         for round_no in range(rounds + 1):
-            pg0, started = postgres_cpu_s(), time.perf_counter()
+            pg0, fleet0, started = postgres_cpu_s(), processes_cpu_s(fleet_pids), time.perf_counter()
             done = list(pool.map(scrape_batch, batches))
             wall = time.perf_counter() - started
-            cpu = sum(d[0] for d in done) + postgres_cpu_s() - pg0
+            pg = postgres_cpu_s() - pg0
+            cpu = sum(d[0] for d in done) + pg
             healthy, deltas = sum(d[1] for d in done), sum(d[2] for d in done)
-            print(f"round {round_no}: {wall:.2f} s wall, {cpu:.2f} CPU s, {healthy} healthy", file=sys.stderr)
+            print(f"round {round_no}: {wall:.2f} s wall, {cpu:.2f} CPU s ({pg:.2f} PostgreSQL), {healthy} healthy; "
+                  f"fleet {processes_cpu_s(fleet_pids) - fleet0:.2f} CPU s", file=sys.stderr)
             if round_no > 0:  # round 0 creates the series and baselines
                 results.append({"wall_s": wall, "cpu_s": cpu, "healthy": healthy, "deltas": deltas})
             time.sleep(1.0)  # let the counters move between rounds
@@ -239,17 +256,8 @@ def main() -> int:
     ap.add_argument("--prometheus-interval", type=int, default=5)
     args = ap.parse_args()
 
-    ctx = mp.get_context("fork")
-    ports: mp.Queue = ctx.Queue()
-    chunks = [list(range(args.endpoints))[i::args.fleets] for i in range(args.fleets)]
-    fleets = [ctx.Process(target=serve_fleet, args=(chunk, ports), daemon=True) for chunk in chunks]
-    for p in fleets:
-        p.start()
-    port_of = dict(ports.get(timeout=30) for _ in fleets)
-    urls = [""] * args.endpoints
-    for chunk in chunks:
-        for i in chunk:
-            urls[i] = f"http://127.0.0.1:{port_of[chunk[0]]}/e{i}/metrics"
+    fleet = Fleet(args.endpoints, args.fleets)
+    urls = fleet.urls
     try:
         import django
 
@@ -257,12 +265,11 @@ def main() -> int:
         django.setup()
         ids = setup_database(urls)
         samples = page_samples(urls)
-        ours = our_rounds(ids, args.rounds)
+        ours = our_rounds(ids, args.rounds, fleet.pids)
         prom = prometheus_run(urls, interval_s=args.prometheus_interval, windows=3,
                               window_s=args.prometheus_interval * 2)
     finally:
-        for p in fleets:
-            p.terminate()
+        fleet.stop()
 
     wall = statistics.median(r["wall_s"] for r in ours)
     cpu = statistics.median(r["cpu_s"] for r in ours)

@@ -9,22 +9,24 @@ the same endpoint never compute two deltas from the same previous snapshot.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Subquery, Sum
 from django.utils import timezone
 
+from factory_portal.crypto import decrypt_secret
 from sites.choices import EndpointHealth
 from sites.models import ServingEndpoint
 from telemetry.collectors import engines
-from telemetry.collectors.fetch import FetchPolicy, FetchResult, FetchTarget, fetch_many
+from telemetry.collectors.fetch import FetchPolicy, FetchResult, FetchTarget, fetch_many_blocking
 from telemetry.models.metering import CounterSnapshot, EngineSeries, UsageBucket, UsageDelta, UsageRollup
 from telemetry.parsing import ParseError
 
@@ -176,122 +178,305 @@ def _delta(prev: CounterSnapshot, cur: dict) -> tuple[dict, bool]:
 
 
 def scrape_outcomes_record(*, outcomes: Sequence[EndpointOutcome]) -> RecordSummary:
-    """Store one poll of many endpoints: health, series, snapshots and deltas, in one transaction."""
+    """Store one poll of many endpoints: health, series, snapshots and deltas, in one transaction.
+
+    The statements are few and fixed per batch, whatever its size: lock the endpoints, update their health, upsert
+    the series (ids back), read each series' latest snapshot, insert snapshots and deltas
+    (`ON CONFLICT DO NOTHING`). On PostgreSQL each is one set-based statement with array parameters
+    (`_PgStore`); elsewhere the ORM does the same (`_OrmStore`).
+    """
     summary = RecordSummary(endpoints=len(outcomes))
     if not outcomes:
         return summary
     ids = sorted({o.endpoint_id for o in outcomes})
+    store: _Store = _PgStore() if connection.vendor == "postgresql" else _OrmStore()
     with transaction.atomic():
-        endpoints = {
-            e.pk: e for e in ServingEndpoint.objects.select_for_update().filter(pk__in=ids).order_by("pk")
-        }
-        readings: list[tuple[EndpointOutcome, engines.EngineSeries, EngineSeries]] = []
-        series_rows: dict[tuple[int, str], EngineSeries] = {}
+        served_model = store.lock_endpoints(ids)
+        marks: dict[int, tuple[str, str, dt.datetime, str | None]] = {}
+        readings: list[tuple[EndpointOutcome, engines.EngineSeries, tuple[int, str]]] = []
+        series_rows: dict[tuple[int, str], _SeriesRow] = {}
         for outcome in outcomes:
-            endpoint = endpoints.get(outcome.endpoint_id)
-            if endpoint is None:
+            endpoint_id = outcome.endpoint_id
+            if endpoint_id not in served_model:
                 continue  # deleted since the poll was scheduled
-            endpoint.last_scraped_at = outcome.scraped_at
             if outcome.scrape is None:
-                endpoint.health = EndpointHealth.UNHEALTHY
-                endpoint.last_error = (outcome.error or "unknown error")[:2000]
-                summary.errors[endpoint.pk] = endpoint.last_error
+                error = (outcome.error or "unknown error")[:2000]
+                marks[endpoint_id] = (EndpointHealth.UNHEALTHY, error, outcome.scraped_at, None)
+                summary.errors[endpoint_id] = error
                 continue
-            endpoint.health = EndpointHealth.HEALTHY
-            endpoint.last_error = ""
-            endpoint.detected_engine = outcome.scrape.engine
+            marks[endpoint_id] = (EndpointHealth.HEALTHY, "", outcome.scraped_at, outcome.scrape.engine)
             summary.healthy += 1
             for s in outcome.scrape.series:
-                model = s.model if s.model is not None else endpoint.served_model
+                model = s.model if s.model is not None else served_model[endpoint_id]
                 # Engines without a model label take the endpoint's configured model for display, but not in the
                 # key: editing `served_model` must not start a new series (it would be counted from zero again).
                 key = series_key(model=s.model or "", labels=s.labels, split_labels=s.split_labels)
-                row = series_rows.get((endpoint.pk, key))
+                row = series_rows.get((endpoint_id, key))
                 if row is None:
-                    row = EngineSeries(endpoint_id=endpoint.pk, key=key, model=model[:300], labels=s.labels,
-                                       split_labels=s.split_labels, first_seen_at=outcome.scraped_at,
-                                       last_seen_at=outcome.scraped_at)
-                    series_rows[(endpoint.pk, key)] = row
+                    series_rows[(endpoint_id, key)] = _SeriesRow(
+                        endpoint_id=endpoint_id, key=key, model=model[:300], labels=s.labels,
+                        split_labels=s.split_labels, first_seen_at=outcome.scraped_at,
+                        last_seen_at=outcome.scraped_at)
                 else:
                     row.last_seen_at = max(row.last_seen_at, outcome.scraped_at)
-                readings.append((outcome, s, row))
-        ServingEndpoint.objects.bulk_update(
-            list(endpoints.values()), ["health", "last_error", "last_scraped_at", "detected_engine"]
-        )
+                readings.append((outcome, s, (endpoint_id, key)))
+        store.mark_endpoints(marks)
         if not series_rows:
             return summary
-        rows = EngineSeries.objects.bulk_create(
-            list(series_rows.values()), update_conflicts=True, unique_fields=["endpoint", "key"],
-            update_fields=["last_seen_at"],
-        )
-        pk_by_key = {(r.endpoint_id, r.key): r.pk for r in rows}
-        if any(pk is None for pk in pk_by_key.values()):  # a backend that does not return ids on upsert
-            pk_by_key = dict(
-                ((e, k), pk) for e, k, pk in EngineSeries.objects.filter(endpoint_id__in=ids)
-                .values_list("endpoint_id", "key", "pk")
-            )
-        latest = _latest_snapshots(series_ids=set(pk_by_key.values()))
+        pk_by_key = store.upsert_series(list(series_rows.values()))
+        latest = store.latest_snapshots(set(pk_by_key.values()))
         endpoint_of = {pk: endpoint_id for (endpoint_id, _key), pk in pk_by_key.items()}
         # Each endpoint's known snapshots (any series): a new series is compared with the endpoint's last
         # successful scrape before its own.
-        endpoint_snaps: dict[int, list[CounterSnapshot]] = {}
+        endpoint_snaps: dict[int, list] = {}
         for series_id, snap in latest.items():
             endpoint_snaps.setdefault(endpoint_of[series_id], []).append(snap)
-        snapshots: list[CounterSnapshot] = []
-        deltas: list[UsageDelta] = []
-        for outcome, s, row in sorted(readings, key=lambda r: r[0].scraped_at):
-            series_id = pk_by_key[(row.endpoint_id, row.key)]
+        snapshots: list[dict] = []
+        deltas: list[dict] = []
+        for outcome, s, series in sorted(readings, key=lambda r: r[0].scraped_at):
+            series_id = pk_by_key[series]
+            endpoint_id = series[0]
             prev = latest.get(series_id)
             if prev is not None and prev.scraped_at >= outcome.scraped_at:
                 summary.skipped += 1
                 continue
             values = _reading_values(s)
             if prev is None:
-                earlier = [x for x in endpoint_snaps.get(row.endpoint_id, ()) if x.scraped_at < outcome.scraped_at]
+                earlier = [x for x in endpoint_snaps.get(endpoint_id, ()) if x.scraped_at < outcome.scraped_at]
                 last = max(earlier, key=lambda x: x.scraped_at) if earlier else None
                 prev = _origin_of_new_series(last, values)
             if prev is not None and _has_counters(prev, values):
                 delta, reset = _delta(prev, values)
-                deltas.append(UsageDelta(
-                    series_id=series_id, endpoint_id=row.endpoint_id, interval_start=prev.scraped_at,
+                deltas.append(dict(
+                    series_id=series_id, endpoint_id=endpoint_id, interval_start=prev.scraped_at,
                     interval_end=outcome.scraped_at, reset=reset, **delta,
                 ))
-            snapshot = CounterSnapshot(series_id=series_id, scraped_at=outcome.scraped_at, **values)
-            snapshots.append(snapshot)
+            snapshot = SimpleNamespace(series_id=series_id, scraped_at=outcome.scraped_at, **values)
+            snapshots.append(snapshot.__dict__)
             latest[series_id] = snapshot
-            endpoint_snaps.setdefault(row.endpoint_id, []).append(snapshot)
-        CounterSnapshot.objects.bulk_create(snapshots, ignore_conflicts=True)
-        UsageDelta.objects.bulk_create(deltas, ignore_conflicts=True)
+            endpoint_snaps.setdefault(endpoint_id, []).append(snapshot)
+        store.insert_snapshots(snapshots)
+        store.insert_deltas(deltas)
         summary.snapshots, summary.deltas = len(snapshots), len(deltas)
     return summary
 
 
-def _latest_snapshots(*, series_ids: Iterable[int]) -> dict[int, CounterSnapshot]:
-    ids = list(series_ids)
-    if not ids:
-        return {}
-    newest = CounterSnapshot.objects.filter(series_id=OuterRef("pk")).order_by("-scraped_at").values("pk")[:1]
-    snapshot_ids = [
-        pk for pk in EngineSeries.objects.filter(pk__in=ids).annotate(last=Subquery(newest))
-        .values_list("last", flat=True) if pk is not None
-    ]
-    return {s.series_id: s for s in CounterSnapshot.objects.filter(pk__in=snapshot_ids)}
+@dataclass
+class _SeriesRow:
+    endpoint_id: int
+    key: str
+    model: str
+    labels: dict
+    split_labels: dict
+    first_seen_at: dt.datetime
+    last_seen_at: dt.datetime
+
+
+class _Store:
+    """The statements of `scrape_outcomes_record`, inside its transaction."""
+
+    def lock_endpoints(self, ids: list[int]) -> dict[int, str]:
+        """Lock the endpoint rows in id order; their `served_model` by id (deleted ones absent)."""
+        raise NotImplementedError
+
+    def mark_endpoints(self, marks: dict[int, tuple[str, str, dt.datetime, str | None]]) -> None:
+        """Set (health, last_error, last_scraped_at, detected_engine — None: unchanged) per endpoint."""
+        raise NotImplementedError
+
+    def upsert_series(self, rows: list[_SeriesRow]) -> dict[tuple[int, str], int]:
+        """Insert new series, move `last_seen_at` of known ones; the id of each (endpoint, key)."""
+        raise NotImplementedError
+
+    def latest_snapshots(self, series_ids: set[int]) -> dict[int, Any]:
+        """Each series' newest snapshot (attributes as on `CounterSnapshot`); series without one absent."""
+        raise NotImplementedError
+
+    def insert_snapshots(self, rows: list[dict]) -> None:
+        raise NotImplementedError
+
+    def insert_deltas(self, rows: list[dict]) -> None:
+        raise NotImplementedError
+
+
+SNAPSHOT_COLUMNS = ("series_id", "scraped_at", "process_start_time_s", *COUNTER_FIELDS, "requests_by_reason",
+                    *GAUGE_FIELDS)
+DELTA_COLUMNS = ("series_id", "endpoint_id", "interval_start", "interval_end", *COUNTER_FIELDS, "requests_by_reason",
+                 "reset")
+_SQL_TYPE = {
+    "series_id": "bigint", "endpoint_id": "bigint", "scraped_at": "timestamptz", "interval_start": "timestamptz",
+    "interval_end": "timestamptz", "requests_by_reason": "text", "reset": "boolean",
+    **{f: "bigint" for f in TOKEN_FIELDS},
+    **{f: "float8" for f in ("process_start_time_s", *FLOAT_COUNTER_FIELDS, *GAUGE_FIELDS)},
+}
+
+
+def _insert_sql(table: str, columns: Sequence[str], conflict: str, *, extra: dict[str, str] | None = None) -> str:
+    """INSERT ... SELECT FROM unnest(one array per column) ON CONFLICT (...) DO NOTHING: one statement a batch."""
+    extra = extra or {}
+    names = ", ".join([*columns, *extra])
+    arrays = ", ".join(f"%s::{_SQL_TYPE[c]}[]" for c in columns)
+    select = ", ".join([f"v.{c}::jsonb" if c == "requests_by_reason" else f"v.{c}" for c in columns]
+                       + list(extra.values()))
+    return (f"INSERT INTO {table} ({names}) SELECT {select} FROM unnest({arrays}) AS v({', '.join(columns)}) "
+            f"ON CONFLICT ({conflict}) DO NOTHING")
+
+
+_FLOATS = frozenset(c for c, t in _SQL_TYPE.items() if t == "float8")
+
+
+def _column_arrays(rows: list[dict], columns: Sequence[str]) -> list[list]:
+    arrays = []
+    for c in columns:
+        if c == "requests_by_reason":
+            arrays.append([None if r[c] is None else json.dumps(r[c]) for r in rows])
+        elif c in _FLOATS:  # psycopg types a list by its first element: ints and floats must not mix
+            arrays.append([None if r[c] is None else float(r[c]) for r in rows])
+        else:
+            arrays.append([r[c] for r in rows])
+    return arrays
+
+
+class _PgStore(_Store):
+    """PostgreSQL: set-based statements with array parameters bound server-side (Django binds client-side,
+    which renders every array element into the SQL text in Python)."""
+
+    def __init__(self) -> None:
+        import psycopg
+
+        connection.ensure_connection()
+        self.cursor = psycopg.Cursor(connection.connection)
+        self.endpoints = ServingEndpoint._meta.db_table
+        self.series = EngineSeries._meta.db_table
+        self.snapshots = CounterSnapshot._meta.db_table
+        self.deltas = UsageDelta._meta.db_table
+
+    def lock_endpoints(self, ids: list[int]) -> dict[int, str]:
+        self.cursor.execute(
+            f"SELECT id, served_model FROM {self.endpoints} WHERE id = ANY(%s::bigint[]) ORDER BY id FOR UPDATE",
+            [ids])
+        return dict(self.cursor.fetchall())
+
+    def mark_endpoints(self, marks: dict[int, tuple[str, str, dt.datetime, str | None]]) -> None:
+        if not marks:
+            return
+        ids = list(marks)
+        health, error, ts, engine = (list(col) for col in zip(*marks.values(), strict=True))
+        self.cursor.execute(
+            f"UPDATE {self.endpoints} AS e SET health = v.health, last_error = v.last_error, "
+            "last_scraped_at = v.ts, detected_engine = COALESCE(v.engine, e.detected_engine) "
+            "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::timestamptz[], %s::text[]) "
+            "AS v(id, health, last_error, ts, engine) WHERE e.id = v.id",
+            [ids, [str(h) for h in health], error, ts, engine])
+
+    def upsert_series(self, rows: list[_SeriesRow]) -> dict[tuple[int, str], int]:
+        self.cursor.execute(
+            f"INSERT INTO {self.series} AS s (endpoint_id, key, model, labels, split_labels, first_seen_at, "
+            "last_seen_at, created_at, updated_at) "
+            "SELECT v.endpoint_id, v.key, v.model, v.labels::jsonb, v.split_labels::jsonb, v.first_seen, v.last_seen, "
+            "now(), now() FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], "
+            "%s::timestamptz[], %s::timestamptz[]) AS v(endpoint_id, key, model, labels, split_labels, first_seen, "
+            "last_seen) "
+            "ON CONFLICT (endpoint_id, key) DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at "
+            "RETURNING s.id, s.endpoint_id, s.key",
+            [[r.endpoint_id for r in rows], [r.key for r in rows], [r.model for r in rows],
+             [json.dumps(r.labels) for r in rows], [json.dumps(r.split_labels) for r in rows],
+             [r.first_seen_at for r in rows], [r.last_seen_at for r in rows]])
+        return {(endpoint_id, key): pk for pk, endpoint_id, key in self.cursor.fetchall()}
+
+    def latest_snapshots(self, series_ids: set[int]) -> dict[int, Any]:
+        columns = SNAPSHOT_COLUMNS
+        # One index probe per series on the (series_id, scraped_at) unique index, newest first.
+        self.cursor.execute(
+            f"SELECT {', '.join('c.' + c for c in columns)} FROM unnest(%s::bigint[]) AS s(id) "
+            f"CROSS JOIN LATERAL (SELECT * FROM {self.snapshots} c WHERE c.series_id = s.id "
+            "ORDER BY c.scraped_at DESC LIMIT 1) c",
+            [list(series_ids)])
+        latest = {}
+        reasons = columns.index("requests_by_reason")
+        for row in self.cursor.fetchall():
+            snap = SimpleNamespace(**dict(zip(columns, row, strict=True)))
+            if isinstance(row[reasons], str | bytes):  # Django loads jsonb as text on its connections
+                snap.requests_by_reason = json.loads(row[reasons])
+            latest[snap.series_id] = snap
+        return latest
+
+    def insert_snapshots(self, rows: list[dict]) -> None:
+        if rows:
+            self.cursor.execute(_insert_sql(self.snapshots, SNAPSHOT_COLUMNS, "series_id, scraped_at"),
+                                _column_arrays(rows, SNAPSHOT_COLUMNS))
+
+    def insert_deltas(self, rows: list[dict]) -> None:
+        if rows:
+            self.cursor.execute(
+                _insert_sql(self.deltas, DELTA_COLUMNS, "series_id, interval_end", extra={"rolled_up": "false"}),
+                _column_arrays(rows, DELTA_COLUMNS))
+
+
+class _OrmStore(_Store):
+    """Any other database (SQLite, the embedded default): the same writes through the ORM."""
+
+    def lock_endpoints(self, ids: list[int]) -> dict[int, str]:
+        return dict(ServingEndpoint.objects.select_for_update().filter(pk__in=ids).order_by("pk")
+                    .values_list("pk", "served_model"))
+
+    def mark_endpoints(self, marks: dict[int, tuple[str, str, dt.datetime, str | None]]) -> None:
+        endpoints = list(ServingEndpoint.objects.filter(pk__in=list(marks)))
+        for e in endpoints:
+            e.health, e.last_error, e.last_scraped_at, engine = marks[e.pk]
+            e.detected_engine = engine if engine is not None else e.detected_engine
+        ServingEndpoint.objects.bulk_update(endpoints, ["health", "last_error", "last_scraped_at", "detected_engine"])
+
+    def upsert_series(self, rows: list[_SeriesRow]) -> dict[tuple[int, str], int]:
+        EngineSeries.objects.bulk_create(
+            [EngineSeries(**vars(r)) for r in rows], update_conflicts=True, unique_fields=["endpoint", "key"],
+            update_fields=["last_seen_at"],
+        )
+        endpoint_ids = {r.endpoint_id for r in rows}
+        return {(e, k): pk for e, k, pk in EngineSeries.objects.filter(endpoint_id__in=endpoint_ids)
+                .values_list("endpoint_id", "key", "pk")}
+
+    def latest_snapshots(self, series_ids: set[int]) -> dict[int, Any]:
+        ids = list(series_ids)
+        if not ids:
+            return {}
+        newest = CounterSnapshot.objects.filter(series_id=OuterRef("pk")).order_by("-scraped_at").values("pk")[:1]
+        snapshot_ids = [
+            pk for pk in EngineSeries.objects.filter(pk__in=ids).annotate(last=Subquery(newest))
+            .values_list("last", flat=True) if pk is not None
+        ]
+        return {s.series_id: s for s in CounterSnapshot.objects.filter(pk__in=snapshot_ids)}
+
+    def insert_snapshots(self, rows: list[dict]) -> None:
+        CounterSnapshot.objects.bulk_create([CounterSnapshot(**r) for r in rows], ignore_conflicts=True)
+
+    def insert_deltas(self, rows: list[dict]) -> None:
+        UsageDelta.objects.bulk_create([UsageDelta(**r) for r in rows], ignore_conflicts=True)
 
 
 def endpoints_fetch(*, endpoints: Sequence[ServingEndpoint], policy: FetchPolicy | None = None,
                     concurrency: int = 256) -> list[EndpointOutcome]:
     """Fetch and normalize the endpoints' pages concurrently (no database writes)."""
+    targets = [(e.pk, e.engine, e.metrics_url, e.bearer_token) for e in endpoints]
+    return _fetch_outcomes(targets, policy=policy, concurrency=concurrency)
+
+
+def _fetch_outcomes(targets: Sequence[tuple[int, str, str, str]], *, policy: FetchPolicy | None,
+                    concurrency: int) -> list[EndpointOutcome]:
     policy = policy or FetchPolicy.from_settings()
-    targets = [FetchTarget(key=e.pk, url=e.metrics_url, bearer_token=e.bearer_token) for e in endpoints]
-    results = asyncio.run(fetch_many(targets, policy, concurrency=concurrency))
-    engine_of = {e.pk: e.engine for e in endpoints}
+    # Connections are kept for this worker's next batch (engines that keep them alive are not reconnected).
+    results = fetch_many_blocking([FetchTarget(key=pk, url=url, bearer_token=token) for pk, _, url, token in targets],
+                                  policy, concurrency=concurrency)
+    engine_of = {pk: engine for pk, engine, _, _ in targets}
     return [outcome_from_fetch(endpoint_id=r.key, engine=engine_of[r.key], result=r) for r in results]
 
 
 def endpoints_scrape(*, endpoint_ids: Sequence[int], concurrency: int = 256) -> RecordSummary:
     """Poll these endpoints once: fetch concurrently, then record everything in one transaction."""
-    endpoints = list(ServingEndpoint.objects.filter(pk__in=endpoint_ids, enabled=True).order_by("pk"))
-    outcomes = endpoints_fetch(endpoints=endpoints, concurrency=concurrency)
+    rows = (ServingEndpoint.objects.filter(pk__in=endpoint_ids, enabled=True).order_by("pk")
+            .values_list("pk", "engine", "metrics_url", "bearer_token_encrypted"))
+    # Plain rows, not model instances: a batch is hundreds of endpoints and only these columns are needed.
+    targets = [(pk, engine, url, decrypt_secret(token)) for pk, engine, url, token in rows]
+    outcomes = _fetch_outcomes(targets, policy=None, concurrency=concurrency)
     summary = scrape_outcomes_record(outcomes=outcomes)
     for endpoint_id, error in summary.errors.items():
         logger.info("endpoint %s unhealthy: %s", endpoint_id, error)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import socket
 
-import httpx
 import pytest
 
 from telemetry.collectors import fetch
@@ -28,7 +27,8 @@ def no_connections(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a connection was attempted")
 
-    monkeypatch.setattr(httpx.AsyncHTTPTransport, "handle_async_request", refuse)
+    monkeypatch.setattr(asyncio.BaseEventLoop, "create_connection", refuse)
+    monkeypatch.setattr(asyncio.BaseEventLoop, "sock_connect", refuse)
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
 
