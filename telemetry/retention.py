@@ -21,6 +21,7 @@ from telemetry.models import GpuRollup1m, GpuSample
 PARENT = "telemetry_gpusample"
 PARTITION_RE = re.compile(rf"^{PARENT}_p(\d{{8}})$")
 DEFAULT_DAYS_AHEAD = 3
+PARTITION_LOCK_ID = 0x6670_7061_7274  # "fppart": serializes partition creation across workers
 # 1-minute rollups are kept this long; 1-hour and per-site rollups are kept for good.
 ROLLUP_1M_RETENTION_DAYS_DEFAULT = 90
 
@@ -72,25 +73,37 @@ def gpu_sample_partitions_ensure(*, days: Iterable[dt.date]) -> list[str]:
         missing = wanted - _known_partitions
     if not missing:
         return []
-    present = existing_partitions()
     created: list[str] = []
     with connection.cursor() as cursor:
-        for day in sorted(missing - set(present)):
-            start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
-            end = start + dt.timedelta(days=1)
-            # IF NOT EXISTS: two ingest workers may race to create the same day.
-            cursor.execute(
-                f'CREATE TABLE IF NOT EXISTS "{partition_name(day)}" PARTITION OF {PARENT} '
-                "FOR VALUES FROM (%s) TO (%s)",
-                [start, end],
-            )
-            created.append(partition_name(day))
+        # Two ingest workers may create the same day at once: CREATE ... IF NOT EXISTS does not make the loser
+        # wait for the winner's uncommitted table (it fails with "already exists"), so creation is serialized.
+        # Inside a transaction the lock is held until commit, when the new table is visible to the next one.
+        if connection.in_atomic_block:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [PARTITION_LOCK_ID])
+        else:
+            cursor.execute("SELECT pg_advisory_lock(%s)", [PARTITION_LOCK_ID])
+        try:
+            present = existing_partitions()
+            created = _create_partitions(cursor, sorted(missing - set(present)))
+        finally:
+            if not connection.in_atomic_block:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [PARTITION_LOCK_ID])
     if connection.in_atomic_block:
         # A rollback would undo the CREATE: remember the days only once the transaction is committed.
         transaction.on_commit(lambda: _remember(wanted))
     else:
         _remember(wanted)
     return created
+
+
+def _create_partitions(cursor, days: list[dt.date]) -> list[str]:
+    for day in days:
+        start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+        cursor.execute(
+            f'CREATE TABLE IF NOT EXISTS "{partition_name(day)}" PARTITION OF {PARENT} FOR VALUES FROM (%s) TO (%s)',
+            [start, start + dt.timedelta(days=1)],
+        )
+    return [partition_name(day) for day in days]
 
 
 def _remember(days: set[dt.date]) -> None:
