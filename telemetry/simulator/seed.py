@@ -23,6 +23,7 @@ from decimal import Decimal
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import Min
 from django.utils import timezone
 
 from sites.buildout import milestone_update
@@ -276,6 +277,15 @@ class _Clock:
         return self.now
 
 
+def _date_gpus_from_history() -> None:
+    """The simulated GPUs were in service since their first back-filled reading: register them from then, so
+    GPU-hours (capex, opex, utilization) cover the history and not just the minutes since the seed ran."""
+    first = (GpuSample.objects.filter(gpu__simulated=True).values("gpu_id").annotate(first=Min("ts"))
+             .values_list("gpu_id", "first"))
+    for gpu_id, first_ts in first:
+        Gpu.objects.filter(pk=gpu_id, created_at__gt=first_ts).update(created_at=first_ts)
+
+
 def _roll_up(*, gpu_start: dt.datetime, now: dt.datetime, result: SeedResult) -> None:
     """Run the rollup services over the back-filled range in day-sized steps (the periodic job's 6-hour steps
     would re-read the table four times as often), advance the job's watermark like it does, then run the
@@ -340,6 +350,7 @@ def demo_seed(*, password: str | None = None, now: dt.datetime | None = None, da
         log("Rolling up (the same rollup services the worker runs)...")
         clock = time.monotonic()
         gpu_start = min(_floor(now - dt.timedelta(days=min(days, n.history_days)), GPU_STEP_S) for n in demo.NODES)
+        _date_gpus_from_history()
         _roll_up(gpu_start=gpu_start, now=now, result=result)
         result.timings_s["rollups"] = round(time.monotonic() - clock, 2)
     return result

@@ -19,7 +19,16 @@ from telemetry.models.metering import CounterSnapshot, EngineSeries, UsageBucket
 from telemetry.rollups import gpu_energy_from_samples
 from telemetry.simulator.seed import USERNAMES, demo_seed
 from tenants.choices import TenantStatus
-from tenants.models import Allocation, AttributionRule, AuditEvent, PricePlan, PriceRate, Tenant, TenantMembership
+from tenants.models import (
+    Allocation,
+    AttributionRule,
+    AuditEvent,
+    PricePlan,
+    PriceRate,
+    Tenant,
+    TenantMembership,
+    TenantUsage,
+)
 
 MODELS = [Partner, Membership, Site, SiteMilestone, Node, Gpu, ServingEndpoint, GpuSample, GpuRollup1m, GpuRollup1h,
           SiteGpuRollup1m, EngineSeries, CounterSnapshot, UsageDelta, UsageRollup, Tenant, TenantMembership,
@@ -98,6 +107,11 @@ def test_seeded_history_is_consistent_downstream(seeded):
     assert UsageDelta.objects.filter(endpoint__engine="tgi", reset=True).count() >= 3
     assert not UsageDelta.objects.filter(reset=True).exclude(endpoint__engine="tgi").exists()
     assert EngineSeries.objects.filter(labels__tenant_id="globex").exists()
+    # the simulated GPUs count as in service from their first back-filled reading (GPU-hours cover the history),
+    # and the back-filled usage is attributed to the tenants sharing the SGLang endpoint
+    assert gpu.created_at <= now - dt.timedelta(hours=23)
+    assert set(TenantUsage.objects.filter(tenant__isnull=False).values_list("tenant__name", flat=True)) == {
+        "Acme", "Globex"}
 
 
 def test_seed_twice_adds_nothing(seeded):
