@@ -128,9 +128,9 @@ def seed(*, gpus: int, days: int, now: dt.datetime) -> dict:
     _copy(UsageDelta._meta.db_table, [
         "series_id", "endpoint_id", "interval_start", "interval_end", "prompt_tokens", "generation_tokens",
         "requests_ok", "requests_failed", "requests_by_reason", "ttft_sum_s", "ttft_count", "itl_sum_s", "itl_count",
-        "reset"],
+        "reset", "rolled_up"],
         ((s.pk, s.endpoint_id, now - dt.timedelta(seconds=15 * (k + 1)), now - dt.timedelta(seconds=15 * k), 15_000,
-          30_000, 15, 0, "{}", 3.75, 15, 20.0, 1000, False) for s in series for k in range(20)))
+          30_000, 15, 0, "{}", 3.75, 15, 20.0, 1000, False, True) for s in series for k in range(20)))
     gpu_sample_partitions_ensure(days={now.date(), (now - dt.timedelta(seconds=40)).date()})
     _copy(GpuSample._meta.db_table, ["gpu_id", "ts", "source", "util_pct", "power_w", "temperature_c"],
           ((g, now - dt.timedelta(seconds=10 * k + 1), "nvml", 50 + k, 400.0, 60) for g in gpu_ids for k in range(3)))
