@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from celery import shared_task
 from celery.signals import worker_process_init
+from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
 from telemetry import gpu_services, retention, rollups
@@ -18,6 +19,13 @@ __all__ = [
     "gpu_report_ingest_task", "gpu_rollups_run_task", "gpu_sample_partitions_ensure_ahead_task",
     "gpu_sample_retention_apply_task",
 ]
+
+
+# A database restart (or failover) fails the tasks that were writing or connecting at that moment; they are retried
+# with backoff instead of being acknowledged as failed, so a report is stored late rather than lost. Safe because
+# every write is idempotent (unique keys, ON CONFLICT DO NOTHING). Measured: tests/reliability/test_postgres_restart.py.
+DATABASE_RETRY = {"autoretry_for": (OperationalError, InterfaceError), "retry_backoff": 1, "retry_backoff_max": 30,
+                  "retry_jitter": True, "max_retries": 10}
 
 
 @worker_process_init.connect
@@ -37,7 +45,7 @@ def gpu_dcgm_poll_task(node_id: int) -> dict:
     return gpu_services.gpu_dcgm_poll(node_id=node_id)
 
 
-@shared_task(soft_time_limit=60, time_limit=90)
+@shared_task(soft_time_limit=60, time_limit=90, **DATABASE_RETRY)
 def gpu_report_ingest_task(node_id: int, payload: dict) -> dict:
     return gpu_services.gpu_report_ingest_safely(node_id=node_id, payload=payload)
 

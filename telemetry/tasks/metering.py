@@ -10,6 +10,7 @@ from celery import shared_task
 from django.conf import settings
 
 from telemetry import metering_services
+from telemetry.tasks.gpu import DATABASE_RETRY
 
 __all__ = [
     "counter_snapshots_prune_task", "endpoints_scrape_schedule_task", "endpoints_scrape_task", "usage_rollup_task",
@@ -26,7 +27,7 @@ def endpoints_scrape_schedule_task() -> int:
 
 
 @shared_task(name="telemetry.endpoints_scrape_task",
-             soft_time_limit=_SCRAPE_SOFT_LIMIT_S, time_limit=_SCRAPE_SOFT_LIMIT_S + 30)
+             soft_time_limit=_SCRAPE_SOFT_LIMIT_S, time_limit=_SCRAPE_SOFT_LIMIT_S + 30, **DATABASE_RETRY)
 def endpoints_scrape_task(endpoint_ids: list[int]) -> dict:
     summary = metering_services.endpoints_scrape(endpoint_ids=endpoint_ids)
     return {"endpoints": summary.endpoints, "healthy": summary.healthy, "snapshots": summary.snapshots,
