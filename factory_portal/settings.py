@@ -205,6 +205,9 @@ SCRAPE_MAX_BYTES = envint("SCRAPE_MAX_BYTES", 20 * 1024 * 1024)
 SCRAPE_ALLOW_PRIVATE = envbool("SCRAPE_ALLOW_PRIVATE", True)
 SCRAPE_ALLOW_LOOPBACK = envbool("SCRAPE_ALLOW_LOOPBACK", not PRODUCTION)
 RAW_SAMPLE_RETENTION_DAYS = envint("RAW_SAMPLE_RETENTION_DAYS", 7)
+# A node clock off by more than this (seconds) has its readings re-timed to the server's clock and raises a
+# dashboard alert. Above NTP error and a push's transit time, well below a rollup minute (telemetry/clock.py).
+NODE_CLOCK_SKEW_TOLERANCE_S = float(envstr("NODE_CLOCK_SKEW_TOLERANCE_S", "5"))
 
 # Production hardening (PRODUCTION=1 behind a TLS-terminating proxy).
 if PRODUCTION:

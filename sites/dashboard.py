@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
@@ -210,6 +211,9 @@ def _site_alerts(card: SiteCard, nodes: list[dict], endpoints: list[dict], url: 
             reason = f": {n['last_error'][:120]}" if n["last_error"] else ""
             alerts.append(Alert(level, f"Node {n['hostname']} is {n['status']} (last seen {seen}){reason}", url,
                                 site_id))
+        if n["clock_offset_s"] is not None and abs(n["clock_offset_s"]) > settings.NODE_CLOCK_SKEW_TOLERANCE_S:
+            alerts.append(Alert("warn", f"Node {n['hostname']}'s clock is off by {n['clock_offset_s']:+.0f} s: its "
+                                        "readings are re-timed to the server's clock; check NTP", url, site_id))
     for e in endpoints:
         if e["health"] == EndpointHealth.UNHEALTHY:
             reason = f": {e['last_error'][:120]}" if e["last_error"] else ""
@@ -271,7 +275,7 @@ def site_cards(*, user: User, site: Site | None = None, now: dt.datetime | None 
             node_gpus=per_node,
         )
         node_rows = [{"hostname": n.hostname, "status": n.status, "last_seen_at": n.last_seen_at,
-                      "last_error": n.last_error} for n in nodes_by_site[s.pk]]
+                      "last_error": n.last_error, "clock_offset_s": n.clock_offset_s} for n in nodes_by_site[s.pk]]
         endpoint_rows = [{"name": e.name, "health": e.health, "last_error": e.last_error} for e in endpoints]
         card.alerts = _site_alerts(card, node_rows, endpoint_rows, reverse("sites:site_detail", args=[s.slug]))
         cards.append(card)

@@ -246,6 +246,9 @@ class Node(BaseModel):
     driver_version = models.CharField(max_length=32, blank=True)
     cuda_driver_version = models.CharField(max_length=32, blank=True)
     agent_token_hash = models.CharField(max_length=64, blank=True, editable=False)
+    # Seconds the node's clock was ahead (+) or behind (−) the server's at its last report; its readings are
+    # re-timed when this exceeds NODE_CLOCK_SKEW_TOLERANCE_S (telemetry/clock.py). Null: never measured.
+    clock_offset_s = models.FloatField(null=True, blank=True, editable=False)
 
     objects = NodeQuerySet.as_manager()
 

@@ -225,15 +225,18 @@ def node_gpu_collector_set(*, node: Node, mode: str, dcgm_url: str = "") -> Node
     return collector
 
 
-def gpu_node_poll(*, node_id: int, hostname: str, simulated: bool = False) -> dict:
+def gpu_node_poll(*, node_id: int, hostname: str, simulated: bool = False, ordered_at: str | None = None,
+                  window_s: float | None = None) -> dict:
     """On the GPU node: read NVML once (this process's reader) and send the report to the `ingest` queue.
     Touches no database: a node worker needs only the broker. A simulated (demo) node is read from the
-    simulator behind the same reader interface, its report labelled `source="sim"`."""
+    simulator behind the same reader interface, its report labelled `source="sim"`. The order's central
+    timestamp (`ordered_at`, `window_s`) travels on with the report: the ingest measures the node's clock by it."""
     from telemetry.collectors.nvml import get_reader, reading_to_dict
     from telemetry.tasks.gpu import gpu_report_ingest_task
 
     reading = _simulated_reading(hostname) if simulated else get_reader().read()
-    gpu_report_ingest_task.apply_async(args=[node_id, reading_to_dict(reading)], queue=INGEST_QUEUE)
+    clock = {"ordered_at": ordered_at, "window_s": window_s} if ordered_at else {}
+    gpu_report_ingest_task.apply_async(args=[node_id, reading_to_dict(reading)], kwargs=clock, queue=INGEST_QUEUE)
     return {"node": hostname, "gpus": len(reading.gpus), "faults": len(reading.faults), "error": reading.error}
 
 
@@ -276,6 +279,7 @@ def poll_route(order: PollOrder) -> dict:
 def gpu_polls_schedule(*, now: dt.datetime) -> list[PollOrder]:
     """Claim due sites and enqueue one poll per node (after commit): NVML polls to `node.<hostname>`,
     dcgm polls to `scrape`."""
+    from telemetry.clock import poll_order_clock
     from telemetry.tasks.gpu import gpu_dcgm_poll_task, gpu_node_poll_task
 
     orders = gpu_polls_claim_due(now=now)
@@ -284,6 +288,7 @@ def gpu_polls_schedule(*, now: dt.datetime) -> list[PollOrder]:
         for order in orders:
             if order.mode == GpuCollectorMode.NVML_WORKER:
                 kwargs = {"simulated": True} if order.simulated else {}
+                kwargs |= poll_order_clock(window_s=poll_route(order)["expires"])
                 gpu_node_poll_task.apply_async(args=[order.node_id, order.hostname], kwargs=kwargs,
                                                **poll_route(order))
             else:
@@ -293,11 +298,13 @@ def gpu_polls_schedule(*, now: dt.datetime) -> list[PollOrder]:
     return orders
 
 
-def gpu_report_ingest_safely(*, node_id: int, payload: dict) -> dict:
-    """The ingest task's body: a report naming another node's GPU is refused and noted on the node."""
-    from telemetry.collectors.nvml import reading_from_dict
+def gpu_report_ingest_safely(*, node_id: int, payload: dict, ordered_at: str | None = None,
+                             window_s: float | None = None) -> dict:
+    """The ingest task's body: a report naming another node's GPU is refused and noted on the node.
+    The report is put on the server's clock first (telemetry/clock.py), by the poll order's timestamp if any."""
+    from telemetry.clock import node_report_from_queue
 
-    report = reading_from_dict(payload)
+    report = node_report_from_queue(node_id=node_id, payload=payload, ordered_at=ordered_at, window_s=window_s)
     try:
         result = gpu_report_ingest(node_id=node_id, report=report)
     except GpuOwnershipError as exc:

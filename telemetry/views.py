@@ -185,7 +185,7 @@ def _site_tables(*, user, site: Site, now: dt.datetime) -> dict:
         node = n["node"]
         stale = node.last_seen_at is None or now - node.last_seen_at > stale_after
         node_rows.append({"node": node, "gpus": n["gpus"], "online": n["online"], "stale": stale,
-                          "age": _age_text(node.last_seen_at, now)})
+                          "age": _age_text(node.last_seen_at, now), **_clock_cell(node.clock_offset_s)})
     usage = metering_selectors.endpoints_usage_now(user=user, site_ids=[site.pk], now=now)
     endpoint_rows = []
     for ep in ServingEndpoint.objects.visible_to(user).filter(site=site).order_by("name"):
@@ -197,6 +197,15 @@ def _site_tables(*, user, site: Site, now: dt.datetime) -> dict:
             "age": _age_text(ep.last_scraped_at, now), "stale": u is None,
         })
     return {"node_rows": node_rows, "endpoint_rows": endpoint_rows}
+
+
+def _clock_cell(offset_s: float | None) -> dict:
+    """The node's last measured clock offset, flagged above the tolerance (its readings are being re-timed)."""
+    from django.conf import settings
+
+    if offset_s is None:
+        return {"clock": "—", "clock_skewed": False}
+    return {"clock": f"{offset_s:+.1f} s", "clock_skewed": abs(offset_s) > settings.NODE_CLOCK_SKEW_TOLERANCE_S}
 
 
 def _ms(seconds: float | None) -> str:

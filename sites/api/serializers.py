@@ -60,9 +60,9 @@ class NodeSerializer(ModelCleanMixin, serializers.ModelSerializer):
         model = Node
         fields = [
             "id", "site", "hostname", "status", "last_seen_at", "last_error", "driver_version",
-            "cuda_driver_version", "created_at",
+            "cuda_driver_version", "clock_offset_s", "created_at",
         ]
-        read_only_fields = ["last_seen_at", "last_error", "created_at"]
+        read_only_fields = ["last_seen_at", "last_error", "clock_offset_s", "created_at"]
 
 
 class MigDeviceSerializer(serializers.ModelSerializer):

@@ -12,7 +12,6 @@ from telemetry.retention import raw_retention_days
 
 BIGINT_MAX = 2**63 - 1
 INT_MAX = 2**31 - 1
-MAX_FUTURE = dt.timedelta(minutes=5)
 
 
 def _int(lo: int, hi: int, **kwargs) -> serializers.IntegerField:
@@ -66,7 +65,13 @@ class NodeReportSerializer(serializers.Serializer):
     """One collection cycle pushed by a node agent."""
 
     hostname = serializers.CharField(max_length=253, required=False, allow_blank=True, default="")
-    ts = serializers.DateTimeField(help_text="When the GPUs were read (ISO 8601 with offset; UTC preferred).")
+    ts = serializers.DateTimeField(help_text="When the GPUs were read (ISO 8601 with offset; UTC preferred), by the "
+                                             "node's clock. A node clock off by more than the tolerance is corrected, "
+                                             "not refused.")
+    sent_at = serializers.DateTimeField(
+        required=False, allow_null=True,
+        help_text="The node's clock as it sends this report: lets the server measure the node's clock offset even for "
+                  "reports kept through an outage and sent late.")
     driver_version = serializers.CharField(max_length=32, required=False, allow_null=True, allow_blank=True)
     cuda_driver_version = serializers.CharField(max_length=32, required=False, allow_null=True, allow_blank=True)
     gpus = serializers.ListField(child=GpuReadingSerializer(), max_length=64)
@@ -75,12 +80,18 @@ class NodeReportSerializer(serializers.Serializer):
     complete = serializers.BooleanField(required=False, default=True)
 
     def validate_ts(self, value: dt.datetime) -> dt.datetime:
+        # A ts in the future is not refused (that lost the readings of a node whose clock runs ahead): the view
+        # re-times the report to the server's clock (telemetry/clock.py).
         now = timezone.now()
-        if value > now + MAX_FUTURE:
-            raise serializers.ValidationError("ts is in the future: check the node's clock (NTP).")
         if value < now - dt.timedelta(days=raw_retention_days()):
             raise serializers.ValidationError(f"ts is older than the {raw_retention_days()}-day raw retention.")
         return value
+
+    def validate(self, attrs: dict) -> dict:
+        if attrs.get("sent_at") is not None and attrs["ts"] > attrs["sent_at"]:
+            raise serializers.ValidationError({"sent_at": ["sent_at is earlier than ts: a report is sent after it "
+                                                            "is read."]})
+        return attrs
 
     def validate_gpus(self, value: list[dict]) -> list[dict]:
         uuids = [g["uuid"] for g in value]

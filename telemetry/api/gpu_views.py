@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, status
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
@@ -18,7 +19,8 @@ from sites.models import Node
 from sites.selectors import user_can_write_partner
 from telemetry import gpu_selectors, gpu_services
 from telemetry.api.gpu_serializers import AgentTokenSerializer, NodeGpuCollectorSerializer, NodeReportSerializer
-from telemetry.collectors.nvml import SOURCE_AGENT, reading_from_dict
+from telemetry.clock import node_report_from_push
+from telemetry.collectors.nvml import SOURCE_AGENT
 from telemetry.models import GpuCollectorMode
 
 
@@ -66,12 +68,14 @@ class GpuReadingsIngestView(APIView):
 
     @extend_schema(request=NodeReportSerializer, responses={201: None})
     def post(self, request: Request) -> Response:
+        received_at = timezone.now()  # the server's clock, the reference for the node's (telemetry/clock.py)
         serializer = NodeReportSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = {**serializer.validated_data, "source": SOURCE_AGENT}
         node: Node = request.auth
+        report = node_report_from_push(node_id=node.pk, data=data, received_at=received_at)
         try:
-            result = gpu_services.gpu_report_ingest(node_id=node.pk, report=reading_from_dict(data))
+            result = gpu_services.gpu_report_ingest(node_id=node.pk, report=report)
         except gpu_services.GpuOwnershipError as exc:
             raise PermissionDenied(exc.message) from exc
         return Response({"node": node.pk, "samples_written": result.samples_written,

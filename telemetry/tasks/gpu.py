@@ -35,9 +35,11 @@ def _nvml_per_process(**kwargs) -> None:
 
 
 @shared_task(soft_time_limit=20, time_limit=30, acks_late=False)
-def gpu_node_poll_task(node_id: int, hostname: str, simulated: bool = False) -> dict:
+def gpu_node_poll_task(node_id: int, hostname: str, simulated: bool = False, ordered_at: str | None = None,
+                       window_s: float | None = None) -> dict:
     # acks_late off: a poll lost in a crash is simply superseded by the next one (counters are cumulative).
-    return gpu_services.gpu_node_poll(node_id=node_id, hostname=hostname, simulated=simulated)
+    return gpu_services.gpu_node_poll(node_id=node_id, hostname=hostname, simulated=simulated, ordered_at=ordered_at,
+                                      window_s=window_s)
 
 
 @shared_task(soft_time_limit=20, time_limit=30, acks_late=False)
@@ -46,8 +48,10 @@ def gpu_dcgm_poll_task(node_id: int) -> dict:
 
 
 @shared_task(soft_time_limit=60, time_limit=90, **DATABASE_RETRY)
-def gpu_report_ingest_task(node_id: int, payload: dict) -> dict:
-    return gpu_services.gpu_report_ingest_safely(node_id=node_id, payload=payload)
+def gpu_report_ingest_task(node_id: int, payload: dict, ordered_at: str | None = None,
+                           window_s: float | None = None) -> dict:
+    return gpu_services.gpu_report_ingest_safely(node_id=node_id, payload=payload, ordered_at=ordered_at,
+                                                 window_s=window_s)
 
 
 @shared_task(soft_time_limit=20, time_limit=30)

@@ -118,7 +118,7 @@ def _mutate(payload: dict, path: str, value) -> dict:
 @pytest.mark.parametrize(("path", "value", "field"), [
     ("ts", KeyError, "ts"),
     ("ts", "yesterday-ish", "ts"),
-    ("ts", (T0 + dt.timedelta(hours=1)).isoformat(), "ts"),
+    ("sent_at", (T0 - dt.timedelta(minutes=1)).isoformat(), "sent_at"),  # sent before it was read
     ("ts", (T0 - dt.timedelta(days=30)).isoformat(), "ts"),
     ("gpus", "not a list", "gpus"),
     ("gpus.0.util_pct", 150, "gpus"),

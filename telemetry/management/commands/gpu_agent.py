@@ -8,6 +8,7 @@ kept (up to --buffer) and sent oldest first on the next cycle; a report the port
 from __future__ import annotations
 
 import collections
+import datetime as dt
 import time
 from urllib.parse import urlsplit
 
@@ -61,7 +62,9 @@ class Command(BaseCommand):
     def _flush(self, client: httpx.Client, url: str, pending: collections.deque) -> None:
         while pending:
             try:
-                response = client.post(url, json=pending[0])
+                # sent_at: this node's clock as it sends, so the portal can measure the clock's offset even for
+                # a report kept through an outage (telemetry/clock.py).
+                response = client.post(url, json={**pending[0], "sent_at": dt.datetime.now(dt.UTC).isoformat()})
             except httpx.HTTPError as exc:
                 self.stderr.write(f"portal unreachable ({exc}); {len(pending)} report(s) kept for the next cycle")
                 return
