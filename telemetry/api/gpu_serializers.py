@@ -88,9 +88,14 @@ class NodeReportSerializer(serializers.Serializer):
         return value
 
     def validate(self, attrs: dict) -> dict:
-        if attrs.get("sent_at") is not None and attrs["ts"] > attrs["sent_at"]:
+        sent_at = attrs.get("sent_at")
+        if sent_at is not None and attrs["ts"] > sent_at:
             raise serializers.ValidationError({"sent_at": ["sent_at is earlier than ts: a report is sent after it "
                                                             "is read."]})
+        # The report is re-timed by sent_at's offset; bounding its age also keeps the result a valid instant.
+        if sent_at is not None and sent_at - attrs["ts"] > dt.timedelta(days=raw_retention_days()):
+            raise serializers.ValidationError({"sent_at": [f"The report was read more than {raw_retention_days()} "
+                                                            "days before it was sent (the raw retention)."]})
         return attrs
 
     def validate_gpus(self, value: list[dict]) -> list[dict]:

@@ -119,6 +119,7 @@ def _mutate(payload: dict, path: str, value) -> dict:
     ("ts", KeyError, "ts"),
     ("ts", "yesterday-ish", "ts"),
     ("sent_at", (T0 - dt.timedelta(minutes=1)).isoformat(), "sent_at"),  # sent before it was read
+    ("sent_at", "9999-12-31T23:59:59Z", "sent_at"),  # read too long before it was sent
     ("ts", (T0 - dt.timedelta(days=30)).isoformat(), "ts"),
     ("gpus", "not a list", "gpus"),
     ("gpus.0.util_pct", 150, "gpus"),
