@@ -19,7 +19,7 @@ from factory_portal.exceptions import ServiceError
 from sites import dashboard, selectors
 from sites.charts import OVERVIEW_CHARTS, SITE_CHARTS, ChartContext, register
 from sites.dashboard import Alert, SiteCard
-from sites.models import Gpu, ServingEndpoint, Site
+from sites.models import Gpu, Node, ServingEndpoint, Site
 from sites.views import _json_login_required, _time_range, dashboard_context, dashboard_refresh_s
 from telemetry import charts, gpu_selectors, metering_selectors
 from telemetry.charts import throttle_reason_names
@@ -169,17 +169,17 @@ def _age_text(ts: dt.datetime | None, now: dt.datetime) -> str:
 
 
 def _site_tables(*, user, site: Site, now: dt.datetime) -> dict:
-    """Per-node staleness and per-endpoint tokens/latency for the site page (and its live JSON). 3 queries."""
-    from sites.dashboard import STALE_AFTER_POLLS, gpu_state
+    """Per-node staleness (GPUs counted per node in SQL) and per-endpoint tokens/latency for the site page (and its
+    live JSON). 4 queries."""
+    from sites.dashboard import STALE_AFTER_POLLS, node_gpu_states
 
     stale_after = dt.timedelta(seconds=STALE_AFTER_POLLS * site.gpu_poll_interval_s)
-    nodes = {node.pk: {"node": node, "gpus": 0, "online": 0} for node in selectors.node_list(user=user, site=site)}
-    for node_id, status, last_seen_at in Gpu.objects.visible_to(user).filter(node__site=site).values_list(
-            "node_id", "status", "last_seen_at"):
-        if node_id in nodes:
-            nodes[node_id]["gpus"] += 1
-            nodes[node_id]["online"] += gpu_state(status=status, last_seen_at=last_seen_at,
-                                                  poll_interval_s=site.gpu_poll_interval_s, now=now) == "online"
+    states = node_gpu_states(user=user, sites=[site], now=now).get(site.pk, {})
+    nodes = {}
+    for node in Node.objects.visible_to(user).filter(site=site).only(
+            "pk", "site_id", "hostname", "status", "last_seen_at", "driver_version"):
+        counts = states.get(node.pk, {})
+        nodes[node.pk] = {"node": node, "gpus": sum(counts.values()), "online": counts.get("online", 0)}
     node_rows = []
     for n in sorted(nodes.values(), key=lambda n: n["node"].hostname):
         node = n["node"]
@@ -196,7 +196,12 @@ def _site_tables(*, user, site: Site, now: dt.datetime) -> dict:
             "ttft": _ms(u and u["ttft_mean_s"]), "itl": _ms(u and u["itl_mean_s"]),
             "age": _age_text(ep.last_scraped_at, now), "stale": u is None,
         })
-    return {"node_rows": node_rows, "endpoint_rows": endpoint_rows}
+    gpus = sum(r["gpus"] for r in node_rows)
+    heatmap_note = ""
+    if gpus > gpu_selectors.HEATMAP_MAX_ROWS:
+        heatmap_note = (f"{gpus:,} GPUs: one row per node, the mean of its GPUs" if len(node_rows) <=
+                        gpu_selectors.HEATMAP_MAX_ROWS else f"{gpus:,} GPUs: one row per group of nodes")
+    return {"node_rows": node_rows, "endpoint_rows": endpoint_rows, "heatmap_note": heatmap_note}
 
 
 def _ms(seconds: float | None) -> str:
