@@ -123,8 +123,16 @@ def seed(*, gpus_a: int, gpus_b: int, days: int, now: dt.datetime) -> dict:
     hours = days * 24
     rows: dict[str, int] = {}
     with connection.cursor() as cursor:
-        # The seed skips FK triggers (a superuser session): 7.2M rows whose GPUs were just created.
+        # The seed skips FK triggers (a superuser session): 7.2M rows whose GPUs were just created. The hourly
+        # table's secondary (non-unique) indexes are rebuilt after the load, which is faster than row by row;
+        # the timed queries run against the same schema.
         cursor.execute("SET session_replication_role = replica")
+        cursor.execute("SET maintenance_work_mem = '512MB'")
+        cursor.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s AND indexdef NOT LIKE "
+                       "'CREATE UNIQUE%%'", [GpuRollup1h._meta.db_table])
+        secondary = cursor.fetchall()
+        for name, _ in secondary:
+            cursor.execute(f'DROP INDEX "{name}"')
         cursor.execute(
             f"""INSERT INTO {SiteGpuRollup1m._meta.db_table} (site_id, bucket, gpu_count, sample_count, util_samples,
                     util_mean_pct, util_max_pct, power_mean_w, power_max_w, energy_j, energy_estimated, computed_at)
@@ -143,6 +151,8 @@ def seed(*, gpus_a: int, gpus_b: int, days: int, now: dt.datetime) -> dict:
                 WHERE n.site_id IN (%s, %s)""",
             [hour0, now, hours, site_a.pk, site_b.pk])
         rows["GPU 1-hour rollups"] = cursor.rowcount
+        for _, definition in secondary:
+            cursor.execute(definition)
         cursor.execute("SET session_replication_role = DEFAULT")
     seeded = time.perf_counter() - began
     began = time.perf_counter()

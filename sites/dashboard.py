@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import operator
-from collections import defaultdict
+from collections import defaultdict, namedtuple
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -277,6 +277,7 @@ def gpu_version_groups(*, user: User, site_ids: list[int]) -> dict[int, list[Gpu
 
 NODE_FIELDS = ("pk", "site_id", "hostname", "status", "last_seen_at", "last_error", "driver_version",
                "cuda_driver_version")
+NodeRow = namedtuple("NodeRow", NODE_FIELDS)
 
 
 def site_cards(*, user: User, site: Site | None = None, now: dt.datetime | None = None,
@@ -292,8 +293,10 @@ def site_cards(*, user: User, site: Site | None = None, now: dt.datetime | None 
     ids = [s.pk for s in sites]
     states = node_gpu_states(user=user, sites=sites, now=now)
     versions = gpu_version_groups(user=user, site_ids=ids) if ids else {}
-    nodes_by_site: dict[int, list[Node]] = defaultdict(list)
-    for n in Node.objects.visible_to(user).filter(site_id__in=ids).only(*NODE_FIELDS).order_by("hostname"):
+    nodes_by_site: dict[int, list[NodeRow]] = defaultdict(list)
+    # Plain tuples, not model instances: a 9,000-GPU site has 1,125 nodes, read on every 15-second refresh.
+    for row in Node.objects.visible_to(user).filter(site_id__in=ids).order_by("hostname").values_list(*NODE_FIELDS):
+        n = NodeRow(*row)
         nodes_by_site[n.site_id].append(n)
     endpoints_by_site: dict[int, list[ServingEndpoint]] = defaultdict(list)
     for e in ServingEndpoint.objects.visible_to(user).filter(site_id__in=ids):
