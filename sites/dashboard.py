@@ -50,7 +50,8 @@ DEFINITIONS = {
               "of the last 5 minutes on cards; per bucket on charts).",
     "ttft": "Time to first token: mean over the requests observed in the period (engine histogram sum ÷ count).",
     "itl": "Inter-token latency: mean time between generated tokens over the period.",
-    "heatmap": "Each cell: the GPU's mean NVML utilization over the column (blank = no reading).",
+    "heatmap": "Each cell: the GPU's mean NVML utilization over the column (blank = no reading); on a site with "
+               "more than 1,200 GPUs a row is a node (the sample-weighted mean of its GPUs).",
     "revenue": "Attributed tokens × each tenant's price per million tokens, since midnight site time.",
     "cost": "Cost per million tokens: (energy cost + capex amortization + opex) ÷ tokens × 10⁶.",
     "margin": "(Revenue − cost) ÷ revenue over the period.",
