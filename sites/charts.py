@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 from factory_portal.charts import STATE_COLORS, base_layout, empty_figure, escape_label
 from factory_portal.timerange import TimeRange
-from sites.buildout import BuildoutSummary, site_today
-from sites.dashboard import DEFINITIONS, GPU_STATES, SiteCard
-from sites.models import Site
+from sites.buildout import BuildoutSummary, buildout_summary, site_today
+from sites.dashboard import DEFINITIONS, GPU_STATES, SiteCard, node_gpu_states
+from sites.models import Node, Site, SiteMilestone
 from sites.selectors import User
 
 
@@ -117,21 +117,33 @@ def buildout_figure(*, summary: BuildoutSummary, today: dt.date) -> dict:
     return {"data": [planned, actual, late], "layout": layout, "meta": {"empty": False}}
 
 
-@register(OVERVIEW_CHARTS, "gpu_states")
+@register(OVERVIEW_CHARTS, "gpu_states", cards=False)
 def overview_gpu_states(ctx: ChartContext) -> dict:
-    rows = [(card.site.name, card.gpus) for card in ctx.cards]
+    states = node_gpu_states(user=ctx.user, sites=ctx.sites, now=ctx.now)
+    rows = []
+    for site in ctx.sites:
+        counts = dict.fromkeys(GPU_STATES, 0)
+        for node_counts in states.get(site.pk, {}).values():
+            for state in GPU_STATES:
+                counts[state] += node_counts[state]
+        rows.append((site.name, counts))
     return gpu_state_figure(rows=rows, category_title="site",
                             empty_message="No GPUs yet: start a node worker on each GPU server.")
 
 
-@register(SITE_CHARTS, "gpu_states")
+@register(SITE_CHARTS, "gpu_states", cards=False)
 def site_gpu_states(ctx: ChartContext) -> dict:
-    card = ctx.cards[0]
-    return gpu_state_figure(rows=sorted(card.node_gpus.items()), category_title="node",
+    site = ctx.sites[0]
+    states = node_gpu_states(user=ctx.user, sites=[site], now=ctx.now).get(site.pk, {})
+    hosts = dict(Node.objects.visible_to(ctx.user).filter(site=site).values_list("pk", "hostname"))
+    rows = sorted((hosts[pk], states.get(pk, dict.fromkeys(GPU_STATES, 0))) for pk in hosts)
+    return gpu_state_figure(rows=rows, category_title="node",
                             empty_message="No GPUs yet: a node worker registers its GPUs on its first poll.")
 
 
-@register(SITE_CHARTS, "buildout")
+@register(SITE_CHARTS, "buildout", cards=False)
 def site_buildout(ctx: ChartContext) -> dict:
-    card = ctx.cards[0]
-    return buildout_figure(summary=card.buildout, today=site_today(site=card.site, now=ctx.now))
+    site = ctx.sites[0]
+    today = site_today(site=site, now=ctx.now)
+    summary = buildout_summary(milestones=SiteMilestone.objects.visible_to(ctx.user).filter(site=site), today=today)
+    return buildout_figure(summary=summary, today=today)

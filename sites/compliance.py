@@ -45,6 +45,9 @@ class ItemCompliance:
     pk: int
     label: str
     checks: list[ComponentCheck]
+    # How many items of the same kind and versions this one stands for (GPUs grouped by reported versions, so a
+    # 9,000-GPU site is checked per distinct version pair, not per GPU).
+    count: int = 1
 
     @property
     def state(self) -> str:
@@ -64,7 +67,7 @@ class SiteCompliance:
     unchecked: list[str] = field(default_factory=list)
 
     def count(self, state: str) -> int:
-        return sum(1 for i in self.items if i.state == state)
+        return sum(i.count for i in self.items if i.state == state)
 
     @property
     def ok(self) -> int:
@@ -103,8 +106,20 @@ def endpoint_pinned_version(*, site: Site, endpoint: ServingEndpoint) -> tuple[s
     return engine, pinned
 
 
+@dataclass(frozen=True)
+class GpuVersionGroup:
+    """GPUs of a site that report the same versions: `count` of them, `example` the label of one."""
+
+    driver_version: str
+    cuda_driver_version: str
+    count: int
+    example: str
+    example_pk: int
+
+
 def site_compliance(
-    *, site: Site, nodes: Iterable[Node], gpus: Iterable[Gpu], endpoints: Iterable[ServingEndpoint]
+    *, site: Site, nodes: Iterable[Node], gpus: Iterable[Gpu], endpoints: Iterable[ServingEndpoint],
+    gpu_groups: Iterable[GpuVersionGroup] = (),
 ) -> SiteCompliance:
     pinned = {
         "driver": site.baseline_driver_version, "CUDA": site.baseline_cuda_version,
@@ -126,6 +141,14 @@ def site_compliance(
             ("CUDA", site.baseline_cuda_version, gpu.cuda_driver_version)) if value.strip()])
         if checks:
             items.append(ItemCompliance(kind="gpu", pk=gpu.pk, label=str(gpu), checks=checks))
+    for group in gpu_groups:
+        checks = _checks([(name, pin, value) for name, pin, value in (
+            ("driver", site.baseline_driver_version, group.driver_version),
+            ("CUDA", site.baseline_cuda_version, group.cuda_driver_version)) if value.strip()])
+        if checks:
+            label = group.example if group.count == 1 else f"{group.count} GPUs (e.g. {group.example})"
+            items.append(ItemCompliance(kind="gpu", pk=group.example_pk, label=label, checks=checks,
+                                        count=group.count))
     checked_engines = set()
     for endpoint in endpoints:
         engine, pin = endpoint_pinned_version(site=site, endpoint=endpoint)

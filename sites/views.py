@@ -57,7 +57,8 @@ def site_detail(request: HttpRequest, slug: str) -> HttpResponse:
     card = dashboard.site_cards(user=request.user, site=site, now=now)[0]
     context = {
         "site": site,
-        "nodes": selectors.node_list(user=request.user, site=site),
+        # Only whether there are any: the node table's rows (with GPU counts) come from the page providers.
+        "nodes": Node.objects.visible_to(request.user).filter(site=site).exists(),
         # A big site lists its first GPUs only: the heatmap is the overview of all of them.
         "gpus": selectors.gpu_list(user=request.user, site=site)[:GPU_TABLE_ROWS],
         "gpus_total": card.gpus_total,

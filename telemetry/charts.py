@@ -153,30 +153,43 @@ def power_energy_figure(*, rows: list[dict], capacity_kw: float, pue: float, tim
     return _with_reference(fig, value=capacity_kw, label=f"contracted {capacity_kw:,g} kW")
 
 
+HEATMAP_ROW_TITLES = {"gpu": "GPU", "node": "node (mean of its GPUs)", "nodes": "nodes (mean of their GPUs)"}
+
+
 def heatmap_figure(*, heatmap: dict, time_zone: str, target_pct: int | None = None) -> dict:
-    """GPU × time utilization (%) from `site_gpu_heatmap_binned`; empty cells (no reading) stay blank."""
+    """GPU × time utilization (%) from `site_gpu_heatmap_binned`; empty cells (no reading) stay blank. On a big
+    site a row is a node or a bin of nodes (the sample-weighted mean of their GPUs), named with its GPU count."""
     if not heatmap["gpus"] or not any(v is not None for row in heatmap["util_pct"] for v in row):
         return empty_figure(message="No GPU readings in this range yet: start a node worker on each node.",
                             x_title="time", x_unit=time_zone, y_title="GPU", y_unit="")
     step = heatmap["step"]
+    kind = heatmap.get("rows", "gpu")
     x = [local_iso(c, time_zone) for c in heatmap["columns"]]
     names = [escape_label(n) for n in heatmap["gpus"]]
     z = [[None if v is None else round(v, 1) for v in row] for row in heatmap["util_pct"]]
     width = f"{int(step.total_seconds() // 60)} min" if step < dt.timedelta(hours=1) else \
         f"{int(step.total_seconds() // 3600)} h"
+    what = "" if kind == "gpu" else "mean of the row's GPUs<br>"
     data = [{
         "type": "heatmap", "x": x, "y": names, "z": z, "zmin": 0, "zmax": 100, "colorscale": "Viridis",
         "hoverongaps": False, "colorbar": {"title": {"text": "util (%)"}, "thickness": 12},
-        "hovertemplate": f"%{{y}}<br>%{{x}} (+{width})<br>%{{z:.1f}} %<extra></extra>",
+        "hovertemplate": f"%{{y}}<br>%{{x}} (+{width})<br>{what}%{{z:.1f}} %<extra></extra>",
     }]
-    layout = base_layout(x_title=f"time, {width} columns", x_unit=time_zone, y_title="GPU", y_unit="",
-                         showlegend=False, yaxis={"type": "category", "autorange": "reversed", "rangemode": "normal",
-                                                  "showticklabels": len(names) <= 64})
+    layout = base_layout(x_title=f"time, {width} columns", x_unit=time_zone, y_title=HEATMAP_ROW_TITLES[kind],
+                         y_unit="", showlegend=False,
+                         yaxis={"type": "category", "autorange": "reversed", "rangemode": "normal",
+                                "showticklabels": len(names) <= 64})
+    notes = []
+    if kind != "gpu":
+        per = "node" if kind == "node" else "group of nodes"
+        notes.append(f"{heatmap.get('gpu_count', 0):,} GPUs: one row per {per}")
     if target_pct:
-        layout["annotations"] = [{"text": escape_label(f"utilization target {target_pct} %"), "xref": "paper",
+        notes.append(f"utilization target {target_pct} %")
+    if notes:
+        layout["annotations"] = [{"text": escape_label(" · ".join(notes)), "xref": "paper",
                                   "yref": "paper", "x": 1, "y": 1.0, "xanchor": "right", "yanchor": "bottom",
                                   "showarrow": False, "font": {"size": 11, "color": "#57606a"}}]
-    return {"data": data, "layout": layout, "meta": {"empty": False, "cells": len(names) * len(x)}}
+    return {"data": data, "layout": layout, "meta": {"empty": False, "cells": len(names) * len(x), "rows": kind}}
 
 
 # --- One GPU -------------------------------------------------------------------------------------------------------
@@ -251,7 +264,8 @@ def requests_figure(*, rows: list[dict], time_zone: str) -> dict:
                      "marker": {"color": color},
                      "hovertemplate": f"{name}<br>%{{x}}<br>%{{y:,.0f}} requests<extra></extra>"})
     seconds = rows[0]["seconds"]
-    unit = "per minute" if seconds == 60 else "per hour" if seconds == 3600 else "per day"
+    unit = ("per minute" if seconds == 60 else "per hour" if seconds == 3600 else "per day" if seconds == 86400
+            else f"per {seconds // 3600} h")
     layout = base_layout(x_title="time", x_unit=time_zone, y_title="requests", y_unit=unit, barmode="stack")
     return {"data": data, "layout": layout, "meta": {"empty": False}}
 
@@ -291,7 +305,8 @@ def health_figure(*, rows: list[dict], time_zone: str, expected: float | None) -
     data = [{"type": "bar", "name": "successful scrapes", "x": [local_iso(t, time_zone) for t in x], "y": y,
              "marker": {"color": "#1a7f37"}, "hovertemplate": "%{x}<br>%{y:.0f} scrapes<extra></extra>"}]
     seconds = rows[0]["seconds"]
-    unit = "per minute" if seconds == 60 else "per hour" if seconds == 3600 else "per day"
+    unit = ("per minute" if seconds == 60 else "per hour" if seconds == 3600 else "per day" if seconds == 86400
+            else f"per {seconds // 3600} h")
     layout = base_layout(x_title="time", x_unit=time_zone, y_title="successful scrapes", y_unit=unit,
                          showlegend=False)
     fig = {"data": data, "layout": layout, "meta": {"empty": False}}

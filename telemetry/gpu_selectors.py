@@ -13,12 +13,12 @@ from decimal import Decimal
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import connection
-from django.db.models import Avg, Count, DateTimeField, DurationField, F, Func, IntegerField, Max, Q, Sum, Value
+from django.db.models import Avg, Count, F, IntegerField, Max, Q, Sum
 from django.db.models.functions import Cast, TruncDay, TruncHour
 
 from factory_portal.crypto import hash_token
 from sites.models import Gpu, Node, Site
-from telemetry.models import GpuRollup1h, GpuRollup1m, GpuSample, NodeGpuCollector, SiteGpuRollup1m
+from telemetry.models import GpuRollup1h, GpuRollup1m, GpuSample, GpuUtilRollup, NodeGpuCollector, SiteGpuRollup1m
 
 User = AbstractBaseUser | AnonymousUser
 # Ranges longer than this are served from hourly rollups so a chart stays under ~2,000 points.
@@ -182,23 +182,22 @@ def sites_gpu_now(*, user: User, sites: list[Site], now: dt.datetime) -> dict[in
     for s in sites:
         window |= Q(gpu__node__site_id=s.pk, ts__gte=now - dt.timedelta(seconds=LIVE_WINDOW_POLLS *
                                                                         s.gpu_poll_interval_s))
-    rows = (GpuSample.objects.visible_to(user).filter(window, ts__lte=now)
-            .values("gpu_id", "gpu__node__site_id")
-            .annotate(util_sum=Sum("util_pct"), util_n=Count("util_pct"), power=Avg("power_w"), last=Max("ts")))
+    per_gpu = (GpuSample.objects.visible_to(user).filter(window, ts__lte=now)
+               .values("gpu_id", site=F("gpu__node__site_id"))
+               .annotate(util_sum=Sum("util_pct"), util_n=Count("util_pct"), power=Avg("power_w"), last=Max("ts"))
+               .order_by())
+    # Per GPU in the scoped subquery, then per site around it: one row per site comes back, not one per GPU.
+    sql, params = per_gpu.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT site, COUNT(*), SUM(util_sum), SUM(util_n), SUM(power), MAX(last) FROM ({sql}) "
+                       "AS per_gpu GROUP BY site", params)
+        rows = cursor.fetchall()
     out: dict[int, dict] = {}
-    for r in rows:
-        site = out.setdefault(r["gpu__node__site_id"], {"gpus_reporting": 0, "_util_sum": 0, "_util_n": 0,
-                                                        "power_w": None, "last_ts": None})
-        site["gpus_reporting"] += 1
-        site["_util_sum"] += r["util_sum"] or 0
-        site["_util_n"] += r["util_n"]
-        if r["power"] is not None:
-            site["power_w"] = (site["power_w"] or 0.0) + r["power"]
-        site["last_ts"] = max(filter(None, [site["last_ts"], r["last"]]))
-    for site in out.values():
-        n = site.pop("_util_n")
-        util_sum = site.pop("_util_sum")
-        site["util_mean_pct"] = util_sum / n if n else None
+    for site_id, gpus, util_sum, util_n, power, last in rows:
+        if isinstance(last, str):  # SQLite hands back text
+            last = dt.datetime.fromisoformat(last).replace(tzinfo=dt.UTC)
+        out[site_id] = {"gpus_reporting": gpus, "util_mean_pct": util_sum / util_n if util_n else None,
+                        "power_w": float(power) if power is not None else None, "last_ts": last}
     return out
 
 
@@ -284,7 +283,8 @@ def gpu_energy_j(*, user: User, gpu: Gpu, start: dt.datetime, end: dt.datetime) 
 def heatmap_plan(*, start: dt.datetime, end: dt.datetime, gpus: int = 1) -> tuple[str, dt.timedelta]:
     """Which rollup a heatmap reads and how wide its columns are: at most `HEATMAP_MAX_COLUMNS` columns (fewer
     for big sites, ≤ `HEATMAP_MAX_CELLS` cells, never under 24), whole minutes from 1-minute rollups up to 3 h,
-    whole hours from hourly rollups beyond."""
+    whole hours beyond: from hourly rollups, or from the 6-hour / 1-day utilization blocks (`GpuUtilRollup`)
+    when the columns are multiples of them. `gpus` is the number of rows (GPUs, or nodes on a big site)."""
     span = end - start
     columns = max(24, min(HEATMAP_MAX_COLUMNS, HEATMAP_MAX_CELLS // max(1, gpus)))
     if span <= dt.timedelta(hours=3):
@@ -292,85 +292,166 @@ def heatmap_plan(*, start: dt.datetime, end: dt.datetime, gpus: int = 1) -> tupl
     hours = max(1, -(-span // dt.timedelta(hours=columns)))
     # Columns divide a day (or are whole days), so they line up with midnight UTC and cache by day.
     hours = next((h for h in (1, 2, 3, 4, 6, 8, 12, 24) if h >= hours), -(-hours // 24) * 24)
-    return "1h", dt.timedelta(hours=hours)
-
-
-def _heatmap_cells(*, model, gpu_ids: list[int], start: dt.datetime, end: dt.datetime,
-                   step: dt.timedelta) -> list[tuple[int, dt.datetime, float | None]]:
-    """(gpu_id, column start, sample-weighted mean util %) over [start, end), binned in the database."""
-    qs = model.objects.filter(gpu_id__in=gpu_ids, bucket__gte=start, bucket__lt=end)
-    if step in (dt.timedelta(minutes=1), dt.timedelta(hours=1)):
-        rows = qs.values_list("gpu_id", "bucket", "util_mean_pct")
-        return list(rows)
-    if connection.vendor == "postgresql":
-        col = Func(Cast(Value(f"{int(step.total_seconds())} seconds"), DurationField()), F("bucket"),
-                   Value(BIN_ORIGIN, output_field=DateTimeField()), function="date_bin", output_field=DateTimeField())
-    else:  # SQLite (single-machine default): whole hours/days only
-        col = TruncDay("bucket", tzinfo=dt.UTC) if step >= dt.timedelta(days=1) else TruncHour("bucket", tzinfo=dt.UTC)
-    rows = (qs.annotate(col=col).values("gpu_id", "col")
-            .annotate(weighted=Sum(F("util_mean_pct") * F("util_samples")), n=Sum("util_samples"))
-            .values_list("gpu_id", "col", "weighted", "n"))
-    return [(g, c, w / n if n else None) for g, c, w, n in rows]
+    source = "1d" if hours % 24 == 0 else "6h" if hours % 6 == 0 else "1h"
+    return source, dt.timedelta(hours=hours)
 
 
 BIN_ORIGIN = dt.datetime(2000, 1, 3, tzinfo=dt.UTC)  # a Monday, midnight UTC: columns align to whole hours/days
+# Beyond this many GPUs a heatmap row is a node (the mean of its GPUs), and beyond this many nodes a bin of
+# consecutive nodes: thousands of one-pixel rows show nothing, and the cell count must stay bounded.
+HEATMAP_MAX_ROWS = 1_200
+# Hourly rollups older than this no longer change (the rollup run re-rolls the last 10 minutes): cacheable.
+HEATMAP_SETTLED_AFTER = dt.timedelta(hours=1)
+_SOURCES = {"1m": (GpuRollup1m, None), "1h": (GpuRollup1h, None), "6h": (GpuUtilRollup, 6), "1d": (GpuUtilRollup, 24)}
+_SOURCE_STEP = {"1m": dt.timedelta(minutes=1), "1h": dt.timedelta(hours=1), "6h": dt.timedelta(hours=6),
+                "1d": dt.timedelta(days=1)}
 
 
 def _floor(value: dt.datetime, step: dt.timedelta) -> dt.datetime:
     return BIN_ORIGIN + ((value - BIN_ORIGIN) // step) * step
 
 
+def heatmap_rows(gpus: list[tuple[int, int, str, int]]) -> tuple[str, list[str], dict[int, int]]:
+    """How the heatmap's rows group GPUs given as (gpu id, node id, hostname, index), in display order.
+
+    Returns (kind, row labels, {gpu id or node id: row}): kind "gpu" (a row per GPU, keyed by GPU id) up to
+    `HEATMAP_MAX_ROWS` GPUs; beyond, "node" (a row per node, the mean of its GPUs, keyed by node id), or "nodes"
+    (bins of consecutive nodes) when even the nodes are too many. Labels say how many GPUs a row averages."""
+    if len(gpus) <= HEATMAP_MAX_ROWS:
+        return "gpu", [f"{host}/gpu{index}" for _, _, host, index in gpus], {pk: i for i, (pk, *_) in enumerate(gpus)}
+    nodes: dict[int, list] = {}
+    for _, node_id, host, _ in gpus:
+        nodes.setdefault(node_id, [host, 0])[1] += 1
+    per_bin = -(-len(nodes) // HEATMAP_MAX_ROWS)
+    node_ids = list(nodes)
+    labels, row_of = [], {}
+    for r, i in enumerate(range(0, len(node_ids), per_bin)):
+        members = node_ids[i:i + per_bin]
+        count = sum(nodes[n][1] for n in members)
+        first, last = nodes[members[0]][0], nodes[members[-1]][0]
+        name = first if len(members) == 1 else f"{first} … {last}"
+        labels.append(f"{name} ({count} GPU{'s' if count != 1 else ''})")
+        row_of |= dict.fromkeys(members, r)
+    return ("node" if per_bin == 1 else "nodes"), labels, row_of
+
+
+def _heatmap_cells(*, site: Site, source: str, by_node: bool, start: dt.datetime, end: dt.datetime,
+                   step: dt.timedelta) -> list[tuple[int, int, float, int]]:
+    """(GPU or node id, column start as epoch seconds, Σ util × samples, Σ samples) over [start, end), binned in
+    the database. Sums rather than means, so a column split across chunks (or GPUs merged in a row) adds up
+    exactly to the sample-weighted mean."""
+    model, span_h = _SOURCES[source]
+    if connection.vendor != "postgresql":  # SQLite (single-machine default): whole hours/days, in Python
+        qs = model.objects.filter(gpu__node__site=site, bucket__gte=start, bucket__lt=end)
+        if span_h:
+            qs = qs.filter(span_h=span_h)
+        acc: dict[tuple[int, int], list] = {}
+        for gpu_id, node_id, bucket, mean, n in qs.values_list("gpu_id", "gpu__node_id", "bucket", "util_mean_pct",
+                                                               "util_samples"):
+            a = acc.setdefault((node_id if by_node else gpu_id, int(_floor(bucket, step).timestamp())), [0.0, 0])
+            if n and mean is not None:
+                a[0] += mean * n
+                a[1] += n
+        return [(k, c, w, n) for (k, c), (w, n) in acc.items()]
+    table = model._meta.db_table
+    where = "n.site_id = %s AND r.bucket >= %s AND r.bucket < %s" + (" AND r.span_h = %s" if span_h else "")
+    params: list = [site.pk, start, end] + ([span_h] if span_h else [])
+    joins = f"FROM {table} r JOIN sites_gpu g ON g.id = r.gpu_id JOIN sites_node n ON n.id = g.node_id"
+    if not by_node and step == _SOURCE_STEP[source]:
+        # One source row per cell: no aggregation.
+        sql = (f"SELECT r.gpu_id, EXTRACT(EPOCH FROM r.bucket)::bigint, r.util_mean_pct * r.util_samples, "
+               f"r.util_samples {joins} WHERE {where}")
+    else:
+        key = "g.node_id" if by_node else "r.gpu_id"
+        sql = (f"SELECT {key}, EXTRACT(EPOCH FROM date_bin(%s, r.bucket, %s))::bigint, "
+               f"SUM(r.util_mean_pct * r.util_samples), SUM(r.util_samples) {joins} WHERE {where} GROUP BY 1, 2")
+        params = [step, BIN_ORIGIN, *params]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _heatmap_chunks(*, first: dt.datetime, end: dt.datetime, step: dt.timedelta, source: str,
+                    settled: dt.datetime) -> list[tuple[dt.datetime, dt.datetime, bool]]:
+    """[start, end) pieces of the range and whether each is settled (cacheable): whole days (or whole columns
+    when columns are longer), and today split at `settled` so only the unsettled tail is read on every refresh."""
+    chunk = max(step, dt.timedelta(days=1))
+    granule = _SOURCE_STEP[source]
+    settled = _floor(settled, granule) if source != "1m" else first
+    out, cursor = [], first
+    while cursor < end:
+        upto = min(_floor(cursor, chunk) + chunk, end)
+        if upto <= settled:
+            out.append((cursor, upto, True))
+        elif cursor < settled and step < chunk:
+            out += [(cursor, settled, True), (settled, upto, False)]
+        else:
+            out.append((cursor, upto, False))
+        cursor = upto
+    return out
+
+
 def site_gpu_heatmap_binned(*, user: User, site: Site, start: dt.datetime, end: dt.datetime,
                             now: dt.datetime | None = None) -> dict:
     """GPU × time utilization for the site page's heatmap, at most ~`HEATMAP_MAX_COLUMNS` columns.
 
-    Returns `{"gpus": ["host/gpu0", ...], "gpu_ids", "columns": [column start, ...], "step": timedelta,
-    "util_pct": [[mean % or None per column] per GPU]}` (None = no reading, never 0).
+    Returns `{"gpus": [row label, ...], "gpu_ids", "rows": "gpu" | "node" | "nodes", "gpu_count", "columns":
+    [column start, ...], "step": timedelta, "util_pct": [[mean % or None per column] per row]}` (None = no
+    reading, never 0). A site with more than `HEATMAP_MAX_ROWS` GPUs gets a row per node (or per bin of nodes).
 
-    Columns that ended more than an hour before `now` are read once and cached (`HEATMAP_CACHE_S`) per
-    (site, resolution, step, column day): late rollups of an old hour are rare, and a 15-second refresh of a
-    30-day heatmap then reads only today's rows.
+    Settled pieces of the range (ended more than `HEATMAP_SETTLED_AFTER` before `now`) are read once, in one
+    query, and cached (`HEATMAP_CACHE_S`) per (site, source, step, rows, piece): a 15-second refresh of a
+    30-day heatmap then reads only the last hour's rows.
     """
     from django.core.cache import cache
 
     now = now or end
     gpus = list(Gpu.objects.visible_to(user).filter(node__site=site).order_by("node__hostname", "index")
-                .values_list("pk", "node__hostname", "index"))
-    gpu_ids = [pk for pk, _, _ in gpus]
-    resolution, step = heatmap_plan(start=start, end=end, gpus=len(gpus))
-    model = GpuRollup1m if resolution == "1m" else GpuRollup1h
+                .values_list("pk", "node_id", "node__hostname", "index"))
+    kind, labels, row_of = heatmap_rows(gpus)
+    source, step = heatmap_plan(start=start, end=end, gpus=len(labels))
     first = _floor(start, step)
     columns: list[dt.datetime] = []
     c = first
     while c < end:
         columns.append(c)
         c += step
-    col_of = {col: i for i, col in enumerate(columns)}
-    row_of = {pk: i for i, pk in enumerate(gpu_ids)}
-    matrix: list[list[float | None]] = [[None] * len(columns) for _ in gpus]
+    col_of = {int(col.timestamp()): i for i, col in enumerate(columns)}
+    sums = [[0.0] * len(columns) for _ in labels]
+    counts = [[0] * len(columns) for _ in labels]
 
     def fill(cells) -> None:
-        for gpu_id, col, util in cells:
-            if gpu_id in row_of and col in col_of:
-                matrix[row_of[gpu_id]][col_of[col]] = util
+        for key, col, weighted, n in cells:
+            r, c = row_of.get(key), col_of.get(col)
+            if r is not None and c is not None and n:
+                sums[r][c] += weighted
+                counts[r][c] += n
 
-    # Chunks of whole days (aligned to midnight UTC, so to columns) that settled an hour ago come from the cache;
-    # the rest (today, and the first partial day of the range) is read live.
-    settled_until = _floor(now - dt.timedelta(hours=1), dt.timedelta(days=1)) if resolution == "1h" else first
-    chunk = max(step, dt.timedelta(days=1))
-    cursor = first
-    while cursor < end and gpu_ids:
-        upto = min(_floor(cursor, chunk) + chunk, end)
-        if upto <= settled_until:
-            key = (f"heatmap:{site.pk}:{resolution}:{int(step.total_seconds())}:{int(cursor.timestamp())}:"
-                   f"{int(upto.timestamp())}:{len(gpu_ids)}:{max(gpu_ids)}")
-            cells = cache.get(key)
-            if cells is None:
-                cells = _heatmap_cells(model=model, gpu_ids=gpu_ids, start=cursor, end=upto, step=step)
-                cache.set(key, cells, HEATMAP_CACHE_S)
-        else:
-            cells = _heatmap_cells(model=model, gpu_ids=gpu_ids, start=cursor, end=upto, step=step)
-        fill(cells)
-        cursor = upto
-    return {"gpus": [f"{host}/gpu{index}" for _, host, index in gpus], "gpu_ids": gpu_ids, "columns": columns,
-            "step": step, "util_pct": matrix}
+    by_node = kind != "gpu"
+    tag = (f"heatmap:{site.pk}:{source}:{int(step.total_seconds())}:{kind}:{len(gpus)}:"
+           f"{max((g[0] for g in gpus), default=0)}")
+    chunks = _heatmap_chunks(first=first, end=end, step=step, source=source, settled=now - HEATMAP_SETTLED_AFTER)
+    pieces = {(a, b): cache.get(f"{tag}:{int(a.timestamp())}:{int(b.timestamp())}") if done else None
+              for a, b, done in chunks} if gpus else {}
+    missing = [(a, b) for a, b, done in chunks if done and pieces.get((a, b)) is None] if gpus else []
+    if missing:
+        # Every settled piece the cache lacks, in one query; then split by column start and cache each piece.
+        cells = _heatmap_cells(site=site, source=source, by_node=by_node, start=missing[0][0], end=missing[-1][1],
+                               step=step)
+        split: dict[tuple, list] = {m: [] for m in missing}
+        bounds = [(int(a.timestamp()), int(b.timestamp()), (a, b)) for a, b in missing]
+        for cell in cells:
+            for lo, hi, m in bounds:
+                if lo <= cell[1] < hi:
+                    split[m].append(cell)
+                    break
+        for (a, b), piece in split.items():
+            cache.set(f"{tag}:{int(a.timestamp())}:{int(b.timestamp())}", piece, HEATMAP_CACHE_S)
+            pieces[(a, b)] = piece
+    for a, b, done in chunks if gpus else []:
+        fill(pieces[(a, b)] if done else _heatmap_cells(site=site, source=source, by_node=by_node, start=a, end=b,
+                                                         step=step))
+    matrix = [[s / n if n else None for s, n in zip(srow, crow, strict=True)] for srow, crow in
+              zip(sums, counts, strict=True)]
+    return {"gpus": labels, "gpu_ids": [g[0] for g in gpus] if kind == "gpu" else [], "rows": kind,
+            "gpu_count": len(gpus), "columns": columns, "step": step, "util_pct": matrix}

@@ -12,7 +12,22 @@ import datetime as dt
 from collections.abc import Callable
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Avg, Count, F, Max, Min, OuterRef, QuerySet, Subquery, Sum
+from django.db import connection
+from django.db.models import (
+    Avg,
+    Count,
+    DateTimeField,
+    DurationField,
+    F,
+    Func,
+    Max,
+    Min,
+    OuterRef,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+)
 from django.db.models.functions import TruncDay, TruncHour, TruncMinute
 
 from factory_portal.exceptions import ServiceError
@@ -176,6 +191,19 @@ def usage_plan(*, start: dt.datetime, end: dt.datetime) -> tuple[str, int]:
     return "day", 86400
 
 
+# A chart reads at most about this many buckets a series: a 30-day range bins hourly rollups to 3 hours in SQL
+# (240 points) instead of shipping 720 hourly points per endpoint and per figure (docs/dashboards.md).
+USAGE_MAX_BUCKETS = 240
+BIN_ORIGIN = dt.datetime(2000, 1, 3, tzinfo=dt.UTC)  # midnight UTC: bins of whole hours line up with days
+
+
+def usage_bin_hours(*, start: dt.datetime, end: dt.datetime) -> int:
+    """Hours per bucket when a chart reads hourly rollups: 1 up to `USAGE_MAX_BUCKETS` hours, else the smallest
+    divisor of a day (2, 3, 4, 6, 8, 12, 24) that keeps the series within it."""
+    hours = -(-(end - start) // dt.timedelta(hours=USAGE_MAX_BUCKETS))
+    return next((h for h in (1, 2, 3, 4, 6, 8, 12, 24) if h >= hours), 24)
+
+
 def usage_buckets(*, user: User, start: dt.datetime, end: dt.datetime, by: tuple[str, ...] = (),
                   site_ids: list[int] | None = None, endpoint_id: int | None = None) -> list[dict]:
     """Usage over [start, end) in buckets sized by `usage_plan`, grouped by `by` ⊆ ("site_id", "endpoint_id",
@@ -183,13 +211,23 @@ def usage_buckets(*, user: User, start: dt.datetime, end: dt.datetime, by: tuple
     `requests_ok`, `requests_failed`, `prompt_tokens_per_s`, `generation_tokens_per_s`, `ttft_mean_s`,
     `itl_mean_s` (None when nothing was observed). Summed over a model's attribution labels."""
     source, seconds = usage_plan(start=start, end=end)
+    bin_hours = usage_bin_hours(start=start, end=end) if source == "hour" and connection.vendor == "postgresql" else 1
     if source == "delta":
         qs = UsageDelta.objects.visible_to(user).filter(interval_end__gte=start, interval_end__lt=end)
         bucket = TruncMinute("interval_end", tzinfo=dt.UTC)
         fields = {"site_id": F("endpoint__site_id"), "endpoint_id": F("endpoint_id"), "model": F("series__model")}
     else:
+        if bin_hours > 1:
+            # Whole bins only at the start (a bin cut by the range start would read as a dip), binned in SQL.
+            seconds = bin_hours * 3600
+            step = dt.timedelta(seconds=seconds)
+            start = BIN_ORIGIN + -(-(start - BIN_ORIGIN) // step) * step
+            bucket = Func(Value(step, output_field=DurationField()), F("bucket_start"),
+                          Value(BIN_ORIGIN, output_field=DateTimeField()), function="date_bin",
+                          output_field=DateTimeField())
+        else:
+            bucket = F("bucket_start")
         qs = UsageRollup.objects.visible_to(user).filter(bucket=source, bucket_start__gte=start, bucket_start__lt=end)
-        bucket = F("bucket_start")
         fields = {"site_id": F("endpoint__site_id"), "endpoint_id": F("endpoint_id"), "model": F("model")}
     if site_ids is not None:
         qs = qs.filter(endpoint__site_id__in=site_ids)
@@ -201,14 +239,16 @@ def usage_buckets(*, user: User, start: dt.datetime, end: dt.datetime, by: tuple
                       failed=Sum("requests_failed"), ts=Sum("ttft_sum_s"), tc=Sum("ttft_count"), its=Sum("itl_sum_s"),
                       ic=Sum("itl_count"))
             .order_by("b", *keys))
-    return [
-        {**{name: r[f"k_{name}"] for name in by}, "bucket": r["b"], "seconds": seconds,
-         "prompt_tokens": r["p"], "generation_tokens": r["g"], "requests_ok": r["ok"],
-         "requests_failed": r["failed"], "prompt_tokens_per_s": r["p"] / seconds,
-         "generation_tokens_per_s": r["g"] / seconds, "ttft_mean_s": r["ts"] / r["tc"] if r["tc"] else None,
-         "itl_mean_s": r["its"] / r["ic"] if r["ic"] else None}
-        for r in rows
-    ]
+    out = []
+    for r in rows:
+        # The bin in progress is divided by the time it has covered so far, not by its whole width.
+        span = seconds if bin_hours == 1 else max(1.0, min(float(seconds), (end - r["b"]).total_seconds()))
+        out.append({**{name: r[f"k_{name}"] for name in by}, "bucket": r["b"], "seconds": seconds,
+                    "prompt_tokens": r["p"], "generation_tokens": r["g"], "requests_ok": r["ok"],
+                    "requests_failed": r["failed"], "prompt_tokens_per_s": r["p"] / span,
+                    "generation_tokens_per_s": r["g"] / span, "ttft_mean_s": r["ts"] / r["tc"] if r["tc"] else None,
+                    "itl_mean_s": r["its"] / r["ic"] if r["ic"] else None})
+    return out
 
 
 def endpoints_usage_now(*, user: User, site_ids: list[int], now: dt.datetime,

@@ -18,8 +18,9 @@ from django.utils import timezone
 from factory_portal.exceptions import ServiceError
 from sites import dashboard, selectors
 from sites.charts import OVERVIEW_CHARTS, SITE_CHARTS, ChartContext, register
+from sites.choices import NodeStatus
 from sites.dashboard import Alert, SiteCard
-from sites.models import Gpu, ServingEndpoint, Site
+from sites.models import Gpu, Node, ServingEndpoint, Site
 from sites.views import _json_login_required, _time_range, dashboard_context, dashboard_refresh_s
 from telemetry import charts, gpu_selectors, metering_selectors
 from telemetry.charts import throttle_reason_names
@@ -168,18 +169,33 @@ def _age_text(ts: dt.datetime | None, now: dt.datetime) -> str:
     return f"{seconds // 86400} d ago"
 
 
-def _site_tables(*, user, site: Site, now: dt.datetime) -> dict:
-    """Per-node staleness and per-endpoint tokens/latency for the site page (and its live JSON). 3 queries."""
-    from sites.dashboard import STALE_AFTER_POLLS, gpu_state
+class _NodeRow:
+    """The node table's columns without a model instance (the live JSON of a 1,125-node site reads them all)."""
+
+    __slots__ = ("pk", "hostname", "status", "last_seen_at", "driver_version", "clock_offset_s")
+    _labels = dict(NodeStatus.choices)
+
+    def __init__(self, pk, hostname, status, last_seen_at, driver_version, clock_offset_s) -> None:
+        self.pk, self.hostname, self.status = pk, hostname, status
+        self.last_seen_at, self.driver_version, self.clock_offset_s = last_seen_at, driver_version, clock_offset_s
+
+    def get_status_display(self) -> str:
+        return str(self._labels.get(self.status, self.status))
+
+
+def _site_tables(*, user, site: Site, now: dt.datetime, light: bool = False) -> dict:
+    """Per-node staleness (GPUs counted per node in SQL) and per-endpoint tokens/latency for the site page (and its
+    live JSON). 4 queries."""
+    from sites.dashboard import STALE_AFTER_POLLS, node_gpu_states
 
     stale_after = dt.timedelta(seconds=STALE_AFTER_POLLS * site.gpu_poll_interval_s)
-    nodes = {node.pk: {"node": node, "gpus": 0, "online": 0} for node in selectors.node_list(user=user, site=site)}
-    for node_id, status, last_seen_at in Gpu.objects.visible_to(user).filter(node__site=site).values_list(
-            "node_id", "status", "last_seen_at"):
-        if node_id in nodes:
-            nodes[node_id]["gpus"] += 1
-            nodes[node_id]["online"] += gpu_state(status=status, last_seen_at=last_seen_at,
-                                                  poll_interval_s=site.gpu_poll_interval_s, now=now) == "online"
+    states = node_gpu_states(user=user, sites=[site], now=now).get(site.pk, {})
+    nodes = {}
+    node_qs = Node.objects.visible_to(user).filter(site=site)
+    fields = ("pk", "hostname", "status", "last_seen_at", "driver_version", "clock_offset_s")
+    for node in (_NodeRow(*row) for row in node_qs.values_list(*fields)) if light else node_qs.only(*fields):
+        counts = states.get(node.pk, {})
+        nodes[node.pk] = {"node": node, "gpus": sum(counts.values()), "online": counts.get("online", 0)}
     node_rows = []
     for n in sorted(nodes.values(), key=lambda n: n["node"].hostname):
         node = n["node"]
@@ -196,7 +212,12 @@ def _site_tables(*, user, site: Site, now: dt.datetime) -> dict:
             "ttft": _ms(u and u["ttft_mean_s"]), "itl": _ms(u and u["itl_mean_s"]),
             "age": _age_text(ep.last_scraped_at, now), "stale": u is None,
         })
-    return {"node_rows": node_rows, "endpoint_rows": endpoint_rows}
+    gpus = sum(r["gpus"] for r in node_rows)
+    heatmap_note = ""
+    if gpus > gpu_selectors.HEATMAP_MAX_ROWS:
+        heatmap_note = (f"{gpus:,} GPUs: one row per node, the mean of its GPUs" if len(node_rows) <=
+                        gpu_selectors.HEATMAP_MAX_ROWS else f"{gpus:,} GPUs: one row per group of nodes")
+    return {"node_rows": node_rows, "endpoint_rows": endpoint_rows, "heatmap_note": heatmap_note}
 
 
 def _clock_cell(offset_s: float | None) -> dict:
@@ -214,7 +235,7 @@ def _ms(seconds: float | None) -> str:
 
 def site_table_fields(*, user, site: Site, now: dt.datetime) -> tuple[dict[str, str], list[str]]:
     """The live-updated cells of the site page's node and endpoint tables (`data-live` keys), and stale keys."""
-    tables = _site_tables(user=user, site=site, now=now)
+    tables = _site_tables(user=user, site=site, now=now, light=True)
     fields, stale = {}, []
     for r in tables["node_rows"]:
         p = f"node-{r['node'].pk}"

@@ -12,8 +12,8 @@ from django.db import models
 from sites.models import PartnerScopedQuerySet
 
 __all__ = [
-    "GpuCollectorMode", "GpuPollClaim", "GpuRollup1h", "GpuRollup1m", "GpuSample", "NodeGpuCollector",
-    "RollupWatermark", "SiteGpuRollup1m",
+    "GpuCollectorMode", "GpuPollClaim", "GpuRollup1h", "GpuRollup1m", "GpuSample", "GpuUtilRollup",
+    "NodeGpuCollector", "RollupWatermark", "SiteGpuRollup1m",
 ]
 
 
@@ -123,6 +123,37 @@ class GpuRollup1h(GpuRollupBase):
             models.UniqueConstraint(fields=["gpu", "bucket"], name="%(app_label)s_%(class)s_unique_gpu_bucket",
                                     violation_error_message="This GPU already has a rollup for this hour."),
         ]
+
+
+class GpuUtilRollup(models.Model):
+    """Per-GPU utilization over 6-hour and 1-day blocks (`span_h` 6 or 24), for the site heatmap.
+
+    A 30-day heatmap of a 1,000-GPU site reads 30,000 day rows here instead of aggregating 720,000 hourly
+    rollups (docs/dashboards.md). Computed from the hourly rollups (6 h) and the 6-hour rows (1 day) by
+    `telemetry.rollups.gpu_util_rollup_compute`, which recomputes whole blocks and upserts them; the block in
+    progress is recomputed on every rollup run. `util_mean_pct` is sample-weighted, NULL when no sample had one.
+    """
+
+    gpu = models.ForeignKey("sites.Gpu", on_delete=models.PROTECT, related_name="+", db_index=False)
+    span_h = models.PositiveSmallIntegerField()
+    bucket = models.DateTimeField()
+    util_samples = models.PositiveIntegerField(default=0)
+    util_mean_pct = models.FloatField(null=True, blank=True)
+    computed_at = models.DateTimeField(auto_now=True)
+
+    objects = GpuRollupQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["gpu_id", "span_h", "bucket"]
+        verbose_name = "GPU utilization block rollup"
+        constraints = [
+            models.UniqueConstraint(fields=["gpu", "span_h", "bucket"],
+                                    name="%(app_label)s_%(class)s_unique_gpu_span_bucket",
+                                    violation_error_message="This GPU already has a rollup for this block."),
+        ]
+
+    def __str__(self) -> str:
+        return f"gpu {self.gpu_id} {self.span_h} h {self.bucket:%Y-%m-%d %H:%M}"
 
 
 class SiteGpuRollupQuerySet(PartnerScopedQuerySet):

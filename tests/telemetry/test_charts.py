@@ -64,8 +64,9 @@ def test_heatmap_plan_caps_columns_and_aligns_to_days() -> None:
     _, step = heatmap_plan(start=T0, end=T0 + dt.timedelta(days=400))
     assert step % dt.timedelta(days=1) == dt.timedelta(0) and 400 / step.days <= HEATMAP_MAX_COLUMNS
     # a 1,000-GPU site: ≤ HEATMAP_MAX_CELLS cells (36 columns) → 24 h columns for 30 days, 6 h for 7 days
-    assert heatmap_plan(start=T0, end=T0 + dt.timedelta(days=30), gpus=1000) == ("1h", dt.timedelta(hours=24))
-    assert heatmap_plan(start=T0, end=T0 + dt.timedelta(days=7), gpus=1000) == ("1h", dt.timedelta(hours=6))
+    # ... read from the 1-day and 6-hour utilization blocks, not aggregated from hourly rollups
+    assert heatmap_plan(start=T0, end=T0 + dt.timedelta(days=30), gpus=1000) == ("1d", dt.timedelta(hours=24))
+    assert heatmap_plan(start=T0, end=T0 + dt.timedelta(days=7), gpus=1000) == ("6h", dt.timedelta(hours=6))
     assert heatmap_plan(start=T0, end=T0 + dt.timedelta(hours=24), gpus=1000) == ("1h", dt.timedelta(hours=1))
 
 
