@@ -352,19 +352,22 @@ def _report_sync(*, node: Node, report: NodeReading, now: dt.datetime,
                                 field="gpus")
 
     gpu_ids: dict[str, int] = {}
-    created = 0
     refreshed: list[int] = []
+    # A GPU first seen in a simulated report is labelled simulated for good (UI/API badge). New GPUs are
+    # inserted together: a node's first report (or a fleet's onboarding) is one statement, not eight.
+    fresh = Gpu.objects.bulk_create([
+        Gpu(node=node, uuid=r.uuid, simulated=report.source == SOURCE_SIMULATED, **_gpu_fields(r, report))
+        for r in {r.uuid: r for r in report.gpus if r.uuid not in known}.values()])
+    created = len(fresh)
+    gpu_ids.update({g.uuid: g.pk for g in fresh})
     for reading in report.gpus:
         gpu = known.get(reading.uuid)
-        fields = _gpu_fields(reading, report)
         if gpu is None:
-            # A GPU first seen in a simulated report is labelled simulated for good (UI/API badge).
-            gpu = Gpu.objects.create(node=node, uuid=reading.uuid, simulated=report.source == SOURCE_SIMULATED,
-                                     **fields)
-            created += 1
-        elif newest and (gpu.last_seen_at is None or report.ts >= gpu.last_seen_at):
+            continue  # created above
+        if newest and (gpu.last_seen_at is None or report.ts >= gpu.last_seen_at):
             # Most cycles change nothing but last_seen_at: one UPDATE for all of those below, a save
             # only for a GPU whose description changed (driver update, MIG reconfiguration...).
+            fields = _gpu_fields(reading, report)
             changed = [k for k in STATIC_SYNC_FIELDS if getattr(gpu, k) != fields[k]]
             if changed:
                 for key in changed:
