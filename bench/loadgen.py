@@ -17,6 +17,9 @@ Every `--sample` seconds it records: rows inserted per second (GpuSample, Counte
 PostgreSQL's statistics), the broker's queue depths, lag (now − the newest GPU sample; the oldest endpoint's
 last scrape), unhealthy endpoints, and the resident memory of the scrape worker's processes; at the end the
 slope of that memory (least squares over the samples after the first minute). Prints one markdown section.
+
+For a memory soak of the scrape worker: `--gpus 0 --duration 3600 --rss-log rss.csv` (scrapes only; the CSV
+gets one line per sample: elapsed seconds, UTC time, RSS of all the worker's processes, of its largest child).
 """
 
 from __future__ import annotations
@@ -431,8 +434,9 @@ def report(args: argparse.Namespace, samples: list[dict], nodes: int, endpoints:
     depth = {q: [s["depth"][q] for s in samples] for q in ("scrape", "ingest", "rollup")}
     print("| queue depth (median, max) | – | "
           + ", ".join(f"{q} {_median(v):.0f} (max {max(v, default=0)})" for q, v in depth.items()) + " |")
-    print(f"| GPU lag: now − newest sample (median, max) | – | {_median([s['gpu_lag_s'] for s in samples]):.1f} s "
-          f"(max {max((s['gpu_lag_s'] or 0) for s in samples):.1f} s) |")
+    gpu_lag = [s["gpu_lag_s"] for s in samples if s["gpu_lag_s"] is not None]
+    print("| GPU lag: now − newest sample (median, max) | – | "
+          + (f"{_median(gpu_lag):.1f} s (max {max(gpu_lag):.1f} s) |" if gpu_lag else "– (no GPUs) |"))
     print(f"| scrape lag: now − oldest endpoint's last scrape (median, max; interval {args.scrape_interval:.0f} s)"
           f" | – | {_median([s['scrape_lag_s'] for s in samples]):.1f} s "
           f"(max {max((s['scrape_lag_s'] or 0) for s in samples):.1f} s) |")

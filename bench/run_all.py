@@ -18,7 +18,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # Order matters only for reading; every script is independent (the load generator late: it leaves the most
-# rows behind; the counter-snapshot retention after it, the first to go should the time budget run out). `bench/dashboard.py` comes from the dashboards work; a script missing on a branch is skipped.
+# rows behind; the counter-snapshot retention after it, the first to go should the time budget run out).
+# `bench/dashboard.py` comes from the dashboards work; a script missing on a branch is skipped.
 BENCHMARKS = ["parser", "gpu_ingest", "scrape_round", "retention", "dashboard", "loadgen", "metering_retention"]
 # Arguments that keep `make bench` under 10 minutes in all; each script's own defaults are the longer runs.
 ARGS = {
