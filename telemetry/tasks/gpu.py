@@ -15,6 +15,7 @@ from celery import shared_task
 from celery.signals import worker_process_init
 from django.conf import settings
 from django.utils import timezone
+from kombu.exceptions import ContentDisallowed, SerializationError
 
 from telemetry import gpu_services, retention, rollups
 from telemetry.collectors.nvml import reset_reader
@@ -94,11 +95,18 @@ def _ingest_queue_drain(task, *, limit: int) -> list[tuple[Any, QueuedReport]]:
             if headers.get("task") != task.name or headers.get("eta"):
                 _settle(message, ack=False)  # not ours to run now: back where it was
                 break
-            if headers.get("expires") and dt.datetime.fromisoformat(headers["expires"]) <= now:
+            try:
+                expired = bool(headers.get("expires")) and dt.datetime.fromisoformat(headers["expires"]) <= now
+                args, kwargs, _embed = message.decode()
+                node_id, payload = (list(args) + [kwargs.get("node_id"), kwargs.get("payload")][len(args):])[:2]
+            except (TypeError, ValueError, SerializationError, ContentDisallowed) as exc:
+                # Undecodable: redelivering it would fail the same way forever.
+                logger.warning("dropping an undecodable ingest message: %s", exc)
                 _settle(message, ack=True)
                 continue
-            args, kwargs, _embed = message.decode()
-            node_id, payload = (list(args) + [kwargs.get("node_id"), kwargs.get("payload")][len(args):])[:2]
+            if expired:
+                _settle(message, ack=True)
+                continue
             taken.append((message, QueuedReport(node_id=node_id, payload=payload)))
     except Exception:  # noqa: BLE001 - the reports taken so far are still worth storing
         logger.warning("draining the ingest queue failed; going on with %d reports", len(taken) + 1, exc_info=True)
