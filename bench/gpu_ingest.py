@@ -8,7 +8,8 @@ Timed: for the ingest path, `sample_row()` (GpuReading → row) + `gpu_samples_w
 for server-side COPY, the `COPY ... FROM '<file>'` statement only. The table is truncated before each
 measurement; the day partitions exist throughout. Also measured, once: a replayed batch (the
 de-duplicating staging path), `bulk_create` (the SQLite path) on 20k rows, and whole node reports
-(8 GPUs each) through `gpu_report_ingest`.
+(8 GPUs each) through `gpu_report_ingest` one at a time and through `gpu_reports_ingest` in batches
+(payload decoding included, the Celery message itself not).
 """
 
 from __future__ import annotations
@@ -32,14 +33,16 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--gpus", type=int, default=1000)
+    parser.add_argument("--batch-nodes", type=int, default=200, help="nodes of 8 GPUs in the batched-path test")
+    parser.add_argument("--batch-reports", type=int, default=100, help="reports per batch (GPU_INGEST_BATCH_MAX)")
     args = parser.parse_args()
 
     setup_django()
     from django.db import connection
 
     from sites.models import Gpu, Node, Partner, Site
-    from telemetry.collectors.nvml import GpuReading, NodeReading
-    from telemetry.gpu_services import gpu_report_ingest
+    from telemetry.collectors.nvml import GpuReading, NodeReading, reading_to_dict
+    from telemetry.gpu_services import QueuedReport, gpu_report_ingest, gpu_reports_ingest
     from telemetry.ingest import (
         SAMPLE_COLUMNS,
         TABLE,
@@ -155,12 +158,45 @@ def main() -> None:
         gpu_report_ingest(node_id=node.pk, report=NodeReading(hostname=node.hostname, ts=ts, gpus=gpus))
     report_rate = reports / (time.perf_counter() - began)
 
+    # The same through the batched path the ingest task uses: queued payloads (JSON-decoded dicts, as the
+    # broker delivers them) of `--batch-nodes` nodes × 8 GPUs, `--batch-reports` per transaction.
+    truncate()
+    batch_nodes = []
+    for n in range(args.batch_nodes):
+        bnode, _ = Node.objects.get_or_create(site=site, hostname=f"bench-batch-{n:04d}")
+        batch_nodes.append(bnode)
+        Gpu.objects.bulk_create([Gpu(node=bnode, uuid=f"GPU-bench-b{n:04d}-{k}", index=k, name="NVIDIA H100 80GB HBM3")
+                                 for k in range(8)], ignore_conflicts=True)
+    cycles = max(1, 4000 // args.batch_nodes)
+
+    def queued(cycle: int) -> list[QueuedReport]:
+        ts = now - dt.timedelta(seconds=10 * (cycles + 1 - cycle))
+        return [QueuedReport(node_id=bnode.pk, payload=reading_to_dict(NodeReading(
+            hostname=bnode.hostname, ts=ts, gpus=tuple(
+                GpuReading(uuid=f"GPU-bench-b{n:04d}-{k}", index=k, ts=ts, name="NVIDIA H100 80GB HBM3", util_pct=50,
+                           power_w=400.0, energy_mj=1_000_000 + cycle * 4000, temperature_c=55, unsupported=absent)
+                for k in range(8)))))
+            for n, bnode in enumerate(batch_nodes)]
+
+    gpu_reports_ingest(reports=queued(0))  # the first report of each node creates its GPUs' inventory row
+    pending = [q for cycle in range(1, cycles + 1) for q in queued(cycle)]
+    began = time.perf_counter()
+    for start in range(0, len(pending), args.batch_reports):
+        result = gpu_reports_ingest(reports=pending[start:start + args.batch_reports])
+        assert not result.refused and result.synced_one_by_one == 0, result
+    batch_rate = len(pending) / (time.perf_counter() - began)
+
     ingest, server = statistics.median(ingest_rates), statistics.median(copy_rates)
     ratios = [i / c for i, c in zip(ingest_rates, copy_rates, strict=True)]
     per_run = ", ".join(f"{r:.0%}" for r in ratios)
     with connection.cursor() as cursor:
         cursor.execute("SHOW server_version")
         pg_version = cursor.fetchone()[0]
+    one_line = (f"| `gpu_report_ingest`, whole 8-GPU node reports one at a time (push API; inventory sync + write) "
+                f"| {report_rate:,.0f} reports/s | | |")
+    batch_line = (f"| `gpu_reports_ingest`, 8-GPU reports of {args.batch_nodes} nodes as queued payloads, "
+                  f"{args.batch_reports} per batch (the ingest task's path) | {batch_rate:,.0f} reports/s = "
+                  f"{batch_rate * 8:,.0f} readings/s | | {batch_rate / report_rate:.1f}× one at a time |")
     # One markdown section (bench/run_all.py collects it into docs/benchmarks.md).
     print(f"""## GPU ingest (`bench/gpu_ingest.py`)
 
@@ -174,7 +210,8 @@ project's ingest path (`sample_row` + `gpu_samples_write`: COPY on Django's conn
 | ingest path vs server-side COPY | {ingest:,.0f} rows/s | {server:,.0f} rows/s | {ingest / server:.0%} (≥ 50%) |
 | replayed batch (staging + ON CONFLICT DO NOTHING) | {replay_rate:,.0f} rows/s | | stores 0 rows |
 | `bulk_create(ignore_conflicts)` (SQLite path, on PostgreSQL), 20k rows | {bulk_rate:,.0f} rows/s | | |
-| `gpu_report_ingest`, whole 8-GPU node reports (inventory sync + write) | {report_rate:,.0f} reports/s | | |
+{one_line}
+{batch_line}
 
 Per-run ratios of ingest path to server-side COPY: {per_run}.
 """)

@@ -17,6 +17,9 @@ Every `--sample` seconds it records: rows inserted per second (GpuSample, Counte
 PostgreSQL's statistics), the broker's queue depths, lag (now − the newest GPU sample; the oldest endpoint's
 last scrape), unhealthy endpoints, and the resident memory of the scrape worker's processes; at the end the
 slope of that memory (least squares over the samples after the first minute). Prints one markdown section.
+
+For a memory soak of the scrape worker: `--gpus 0 --duration 3600 --rss-log rss.csv` (scrapes only; the CSV
+gets one line per sample: elapsed seconds, UTC time, RSS of all the worker's processes, of its largest child).
 """
 
 from __future__ import annotations
@@ -221,10 +224,13 @@ def main() -> int:  # noqa: C901 - one procedure: start, drive, sample, stop, re
     ap.add_argument("--fleet-processes", type=int, default=4)
     ap.add_argument("--scrape-concurrency", type=int, default=2, help="prefork processes of the scrape worker")
     ap.add_argument("--ingest-concurrency", type=int, default=2)
+    ap.add_argument("--rss-log", type=Path, default=None,
+                    help="also write the scrape worker's resident memory per sample to this CSV file (for soaks)")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="loadgen-"))
     procs: list[subprocess.Popen] = []
+    rss_log = None
     fleet = Fleet(args.endpoints, args.fleet_processes, prefix=PREFIX)
     try:
         redis_proc, broker = start_redis(tmp)
@@ -274,6 +280,9 @@ def main() -> int:  # noqa: C901 - one procedure: start, drive, sample, stop, re
         sent = {"reports": 0, "scrape_batches": 0}
         samples: list[dict] = []
         prev: dict | None = None
+        if args.rss_log is not None:
+            rss_log = args.rss_log.open("w")
+            rss_log.write("elapsed_s,utc,scrape_rss_mib,largest_child_rss_mib,children\n")
         print(f"loadgen: {len(nodes)} nodes × {GPUS_PER_NODE} GPUs, {len(endpoint_ids)} endpoints, "
               f"{args.warmup:.0f} s warm-up + {args.duration:.0f} s", file=sys.stderr, flush=True)
         while True:
@@ -288,7 +297,7 @@ def main() -> int:  # noqa: C901 - one procedure: start, drive, sample, stop, re
                 gpu_rollups_run_task.apply_async(queue="rollup", expires=60)
                 next_rollup += 60
             # Node reports due by now, each stamped with its own cycle time, spread over the interval.
-            while next_gpu <= now:
+            while nodes and next_gpu <= now:
                 node_id, hostname = nodes[node_cursor]
                 ts = dt.datetime.now(dt.UTC)
                 gpu_report_ingest_task.apply_async(
@@ -319,10 +328,18 @@ def main() -> int:  # noqa: C901 - one procedure: start, drive, sample, stop, re
                           f"{point['rate']['scrapes']:.0f} depth {point['depth']} gpu lag "
                           f"{gpu_lag} scrape lag {scrape_lag} unhealthy {unhealthy} scrape RSS "
                           f"{point['scrape_rss_mib']:.1f} MiB", file=sys.stderr, flush=True)
+                if rss_log is not None:
+                    rss_log.write(f"{point['t']:.1f},{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ},"
+                                  f"{point['scrape_rss_mib']:.1f},{max(point['scrape_child_rss_mib'], default=0):.1f},"
+                                  f"{len(point['scrape_child_rss_mib'])}\n")
+                    rss_log.flush()
                 prev = point
                 next_sample += args.sample
-            time.sleep(max(0.0, min(next_gpu, next_scrape, next_sample, end) - time.monotonic()))
+            wake = min(next_scrape, next_sample, end, *([next_gpu] if nodes else []))
+            time.sleep(max(0.0, wake - time.monotonic()))
     finally:
+        if rss_log is not None:
+            rss_log.close()
         # Workers first (a warm shutdown still talks to the broker), Redis last.
         for group in (procs[1:], procs[:1]):
             for proc in group:
@@ -417,8 +434,9 @@ def report(args: argparse.Namespace, samples: list[dict], nodes: int, endpoints:
     depth = {q: [s["depth"][q] for s in samples] for q in ("scrape", "ingest", "rollup")}
     print("| queue depth (median, max) | – | "
           + ", ".join(f"{q} {_median(v):.0f} (max {max(v, default=0)})" for q, v in depth.items()) + " |")
-    print(f"| GPU lag: now − newest sample (median, max) | – | {_median([s['gpu_lag_s'] for s in samples]):.1f} s "
-          f"(max {max((s['gpu_lag_s'] or 0) for s in samples):.1f} s) |")
+    gpu_lag = [s["gpu_lag_s"] for s in samples if s["gpu_lag_s"] is not None]
+    print("| GPU lag: now − newest sample (median, max) | – | "
+          + (f"{_median(gpu_lag):.1f} s (max {max(gpu_lag):.1f} s) |" if gpu_lag else "– (no GPUs) |"))
     print(f"| scrape lag: now − oldest endpoint's last scrape (median, max; interval {args.scrape_interval:.0f} s)"
           f" | – | {_median([s['scrape_lag_s'] for s in samples]):.1f} s "
           f"(max {max((s['scrape_lag_s'] or 0) for s in samples):.1f} s) |")

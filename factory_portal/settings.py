@@ -198,6 +198,8 @@ CELERY_TIMEZONE = "UTC"
 
 # Collection intervals (seconds); a site may override the GPU poll interval.
 GPU_POLL_INTERVAL_S = envint("GPU_POLL_INTERVAL_S", 10)
+# The most node reports one ingest task takes from the queue at once (one transaction, one COPY).
+GPU_INGEST_BATCH_MAX = envint("GPU_INGEST_BATCH_MAX", 100)
 ENGINE_SCRAPE_INTERVAL_S = envint("ENGINE_SCRAPE_INTERVAL_S", 15)
 SCRAPE_TIMEOUT_S = float(envstr("SCRAPE_TIMEOUT_S", "5"))
 SCRAPE_MAX_BYTES = envint("SCRAPE_MAX_BYTES", 20 * 1024 * 1024)

@@ -95,9 +95,11 @@ def node_report_from_push(*, node_id: int, data: dict, received_at: dt.datetime)
 
 
 def node_report_from_queue(*, node_id: int, payload: dict, ordered_at: str | None = None,
-                           window_s: float | None = None, received_at: dt.datetime | None = None) -> NodeReading:
+                           window_s: float | None = None, received_at: dt.datetime | None = None,
+                           offsets: dict[int, float | None] | None = None) -> NodeReading:
     """A queued report (the poll's `ordered_at`/`window_s` when it came from a scheduled NVML poll) as a
-    NodeReading on the server's clock; records the node's measured offset when the poll order gave a reference."""
+    NodeReading on the server's clock; records the node's measured offset when the poll order gave a reference.
+    `offsets`: the nodes' recorded offsets, read once for a whole ingest batch and kept current here."""
     report = reading_from_dict(payload)
     received_at = received_at or timezone.now()
     if not ordered_at:
@@ -107,19 +109,21 @@ def node_report_from_queue(*, node_id: int, payload: dict, ordered_at: str | Non
     ordered = dt.datetime.fromisoformat(ordered_at)
     # The read happened after the order and before both its expiry and this ingest.
     latest_s = max(0.0, min(float(window_s or 0), (received_at - ordered).total_seconds()))
-    previous = _recorded_offset(node_id)
+    previous = offsets.get(node_id) if offsets is not None else _recorded_offset(node_id)
     corrected, offset = report_clock_correct(report=report, reference=ordered, lag_after_s=latest_s,
                                              tolerance_s=tolerance_s(), previous_offset_s=previous)
-    node_clock_offset_record(node_id=node_id, offset_s=offset, previous_offset_s=previous)
+    if node_clock_offset_record(node_id=node_id, offset_s=offset, previous_offset_s=previous) and offsets is not None:
+        offsets[node_id] = round(offset, 3)
     return corrected
 
 
-def node_clock_offset_record(*, node_id: int, offset_s: float, previous_offset_s: float | None) -> None:
+def node_clock_offset_record(*, node_id: int, offset_s: float, previous_offset_s: float | None) -> bool:
     """Store the node's last measured clock offset (shown on the node row and the API; the dashboard alerts above
-    the tolerance). Skipped when it has not really changed, so a steady node costs no write."""
+    the tolerance). Skipped when it has not really changed, so a steady node costs no write. True when written."""
     if previous_offset_s is not None and abs(offset_s - previous_offset_s) < RECORD_CHANGE_S:
-        return
+        return False
     Node.objects.filter(pk=node_id).update(clock_offset_s=round(offset_s, 3), updated_at=timezone.now())
+    return True
 
 
 def _recorded_offset(node_id: int) -> float | None:

@@ -3,10 +3,13 @@ scheduling, agent tokens and collector settings. Tasks and the API are thin wrap
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from factory_portal.exceptions import ServiceError
@@ -14,7 +17,7 @@ from sites.choices import GpuStatus, NodeStatus
 from sites.models import Gpu, MigDevice, Node, Site
 from sites.services import node_issue_agent_token
 from telemetry.collectors.nvml import SOURCE_SIMULATED, GpuReading, NodeReading
-from telemetry.ingest import gpu_samples_write, sample_row
+from telemetry.ingest import SampleRow, gpu_samples_write, sample_row
 from telemetry.models import GpuCollectorMode, GpuPollClaim, NodeGpuCollector
 from telemetry.retention import raw_cutoff
 
@@ -59,13 +62,295 @@ def gpu_report_ingest(*, node_id: int, report: NodeReading, now: dt.datetime | N
     Raises GpuOwnershipError (nothing written) when a GPU UUID belongs to another node.
     """
     now = now or timezone.now()
-    node = Node.objects.select_for_update().get(pk=node_id)
+    # One report is a batch of one: the same rules, and the same few statements when nothing changed.
+    batch = _reports_apply([(node_id, report)], now=now)
+    outcome = batch.outcomes[0]
+    if isinstance(outcome, Exception):
+        raise outcome
+    return dataclasses.replace(outcome, samples_written=batch.samples_written)
+
+
+@dataclass(frozen=True)
+class QueuedReport:
+    """A node report as the `ingest` queue delivers it: the node's id and `reading_to_dict`'s payload."""
+
+    node_id: int
+    payload: dict
+    # The poll order's central timestamp when the report answers a scheduled NVML poll (telemetry/clock.py).
+    ordered_at: str | None = None
+    window_s: float | None = None
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    reports: int = 0
+    samples_written: int = 0
+    # Reports whose inventory changed (new GPU, fault, lost GPU, driver update...), applied one by one.
+    synced_one_by_one: int = 0
+    refused: tuple[str, ...] = ()
+
+
+def gpu_report_from_payload(*, queued: QueuedReport, now: dt.datetime,
+                            offsets: dict[int, float | None]) -> NodeReading:
+    """A queued payload → the NodeReading to store, on the server's clock (telemetry/clock.py; `offsets` are the
+    nodes' recorded clock offsets, read once per batch). Every report of a batch passes here exactly once."""
+    from telemetry.clock import node_report_from_queue
+
+    return node_report_from_queue(node_id=queued.node_id, payload=queued.payload, ordered_at=queued.ordered_at,
+                                  window_s=queued.window_s, received_at=now, offsets=offsets)
+
+
+@transaction.atomic
+def gpu_reports_ingest(*, reports: Sequence[QueuedReport], now: dt.datetime | None = None) -> BatchResult:
+    """Apply many node reports (what an ingest worker found waiting) in one transaction with one COPY.
+
+    Each report keeps every rule of `gpu_report_ingest`, in the order given. A report that cannot be
+    applied (unknown node, malformed payload, another node's GPU, values the table refuses) is refused
+    on its own — noted on its node where there is one — and the others are stored.
+    """
+    now = now or timezone.now()
+    items: list[tuple[int, NodeReading]] = []
+    refused: list[str] = []
+    offsets = dict(Node.objects.filter(pk__in=[r.node_id for r in reports if isinstance(r.node_id, int)],
+                                       ).values_list("pk", "clock_offset_s"))
+    for queued in reports:
+        if not isinstance(queued.node_id, int) or not isinstance(queued.payload, dict):
+            refused.append(f"report for node {queued.node_id!r}: not a node id and a report")
+            continue
+        try:
+            items.append((queued.node_id, gpu_report_from_payload(queued=queued, now=now, offsets=offsets)))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            refused.append(f"report for node {queued.node_id}: malformed ({type(exc).__name__}: {exc})"[:500])
+    batch = _reports_apply(items, now=now)
+    notes: dict[int, str] = {}
+    for (node_id, _), outcome in zip(items, batch.outcomes, strict=True):
+        if isinstance(outcome, GpuOwnershipError | SampleRefusedError):
+            notes[node_id] = outcome.message[:2000]
+            refused.append(f"node {node_id}: {outcome.message}")
+        elif isinstance(outcome, Node.DoesNotExist):
+            refused.append(f"node {node_id} does not exist")
+    for node_id, message in notes.items():
+        Node.objects.filter(pk=node_id).update(last_error=message, updated_at=now)
+    return BatchResult(reports=len(reports), samples_written=batch.samples_written,
+                       synced_one_by_one=batch.synced_one_by_one, refused=tuple(refused))
+
+
+class SampleRefusedError(ServiceError):
+    """The report's readings hold values the sample table refuses (out of range, wrong type)."""
+
+
+@dataclass
+class _Applied:
+    outcomes: list[IngestResult | Exception]
+    samples_written: int
+    synced_one_by_one: int
+
+
+@dataclass(frozen=True)
+class _KnownGpu:
+    pk: int
+    status: str
+    last_seen_at: dt.datetime | None
+    static: tuple
+
+
+def _static(reading: GpuReading, report: NodeReading) -> tuple:
+    fields = _gpu_fields(reading, report)
+    return tuple(fields[k] for k in STATIC_SYNC_FIELDS)
+
+
+def _reports_apply(items: Sequence[tuple[int, NodeReading]], *, now: dt.datetime) -> _Applied:
+    """The ingest of a batch (inside the caller's transaction). Nodes are locked in id order, so batches that
+    share nodes wait for each other instead of deadlocking. A node all of whose reports only refresh known,
+    unchanged GPUs (the steady state) is applied set-based; any other node's reports go one by one through
+    `_report_sync`, each in a savepoint. All samples are written by one COPY at the end."""
+    outcomes: list[IngestResult | Exception] = [Node.DoesNotExist(f"node {n} does not exist") for n, _ in items]
+    nodes = {n.pk: n for n in Node.objects.select_for_update().filter(pk__in={n for n, _ in items}).order_by("pk")}
+    by_node: dict[int, list[int]] = {}
+    for i, (node_id, _) in enumerate(items):
+        if node_id in nodes:
+            by_node.setdefault(node_id, []).append(i)
+    known: dict[int, dict[str, _KnownGpu]] = {n: {} for n in by_node}
+    for pk, node_id, uuid, status, last_seen_at, *static in Gpu.objects.filter(node_id__in=list(by_node)).order_by() \
+            .values_list("pk", "node_id", "uuid", "status", "last_seen_at", *STATIC_SYNC_FIELDS):
+        known[node_id][uuid] = _KnownGpu(pk=pk, status=status, last_seen_at=last_seen_at, static=tuple(static))
+    steady = {n for n, idx in by_node.items() if _unchanged(known[n], [items[i][1] for i in idx])}
+
+    cutoff = raw_cutoff(now=now)
+    rows_of: dict[int, list[SampleRow]] = {}
+    one_by_one = 0
+    for i, (node_id, report) in enumerate(items):  # in the order received: an older report never rolls back
+        if node_id not in nodes or node_id in steady:
+            continue
+        one_by_one += 1
+        try:
+            with transaction.atomic():
+                outcomes[i], rows_of[i] = _report_sync(node=nodes[node_id], report=report, now=now, cutoff=cutoff)
+        except GpuOwnershipError as exc:
+            outcomes[i] = exc
+        except _db_errors() as exc:
+            outcomes[i] = SampleRefusedError(f"the report could not be stored: {str(exc).splitlines()[0][:300]}")
+    acc = _SteadyWrites()
+    for node_id in sorted(steady):
+        _steady_apply(node=nodes[node_id], gpus=known[node_id], indexed=[(i, items[i][1]) for i in by_node[node_id]],
+                      now=now, cutoff=cutoff, outcomes=outcomes, rows_of=rows_of, acc=acc)
+    acc.write(now=now)
+    written = _samples_write(rows_of, outcomes)
+    return _Applied(outcomes=outcomes, samples_written=written, synced_one_by_one=one_by_one)
+
+
+def _unchanged(gpus: dict[str, _KnownGpu], reports: list[NodeReading]) -> bool:
+    """True when every report only refreshes GPUs the node already has, with the same description, and none
+    of the node's other GPUs would be flagged lost: then the inventory sync is a timestamp update."""
+    for report in reports:
+        if report.error or report.faults:
+            return False
+        uuids = {g.uuid for g in report.gpus}
+        if len(uuids) != len(report.gpus):
+            return False
+        for reading in report.gpus:
+            gpu = gpus.get(reading.uuid)
+            if gpu is None or gpu.static != _static(reading, report):
+                return False
+        if report.complete and len(gpus) > len(uuids) and any(
+                g.status != GpuStatus.LOST for u, g in gpus.items() if u not in uuids):
+            return False
+    return True
+
+
+@dataclass
+class _SteadyWrites:
+    """What the steady nodes of a batch change, written as one statement per table."""
+
+    gpu_seen: dict[int, dt.datetime] = dataclasses.field(default_factory=dict)
+    migs: dict[str, MigDevice] = dataclasses.field(default_factory=dict)
+    # node id → (last_seen_at, driver_version, cuda_driver_version, status)
+    nodes: dict[int, tuple[dt.datetime, str, str, str]] = dataclasses.field(default_factory=dict)
+
+    def write(self, *, now: dt.datetime) -> None:
+        if self.gpu_seen:
+            _gpus_refresh(self.gpu_seen, now=now)
+        if self.migs:
+            _mig_devices_upsert(list(self.migs.values()))
+        if self.nodes:
+            _nodes_refresh(self.nodes, now=now)
+
+
+def _steady_apply(*, node: Node, gpus: dict[str, _KnownGpu], indexed: list[tuple[int, NodeReading]],
+                  now: dt.datetime, cutoff: dt.datetime, outcomes: list, rows_of: dict[int, list[SampleRow]],
+                  acc: _SteadyWrites) -> None:
+    """What `_report_sync` does to an unchanged inventory, for all of a node's reports at once: replayed in
+    the order received, in memory; the result goes to `acc`."""
+    seen_at = node.last_seen_at
+    driver, cuda = node.driver_version, node.cuda_driver_version
+    newest = False
+    for i, report in indexed:
+        if seen_at is None or report.ts >= seen_at:
+            seen_at, newest = report.ts, True
+            driver = (report.driver_version or driver)[:32]
+            cuda = (report.cuda_driver_version or cuda)[:32]
+            for reading in report.gpus:
+                gpu = gpus[reading.uuid]
+                current = acc.gpu_seen.get(gpu.pk, gpu.last_seen_at)
+                if current is None or report.ts >= current:
+                    acc.gpu_seen[gpu.pk] = report.ts
+        for reading in report.gpus:
+            for mig in _mig_devices(reading, gpu_id=gpus[reading.uuid].pk, ts=report.ts, now=now):
+                acc.migs[mig.uuid] = mig  # the last one received wins, as when applied one by one
+        rows_of[i] = [sample_row(gpu_id=gpus[r.uuid].pk, reading=r, source=report.source)
+                      for r in report.gpus if r.ts >= cutoff]
+    status = NodeStatus.ONLINE if newest and node.status in AUTOMATIC_NODE_STATUSES else node.status
+    if newest:
+        acc.nodes[node.pk] = (seen_at, driver, cuda, str(status))
+        node.last_seen_at, node.last_error, node.status = seen_at, "", status
+        node.driver_version, node.cuda_driver_version = driver, cuda
+    for i, report in indexed:
+        outcomes[i] = IngestResult(samples_refused=len(report.gpus) - len(rows_of[i]), node_status=status)
+
+
+def _nodes_refresh(updates: dict[int, tuple[dt.datetime, str, str, str]], *, now: dt.datetime) -> None:
+    """Nodes that reported: last_seen_at, versions, status; no fault, so no error (one statement on PostgreSQL)."""
+    if connection.vendor == "postgresql":
+        import psycopg
+
+        seen, driver, cuda, status = (list(col) for col in zip(*updates.values(), strict=True))
+        connection.ensure_connection()
+        with psycopg.Cursor(connection.connection) as cursor:  # arrays bound server-side
+            cursor.execute(
+                f"UPDATE {Node._meta.db_table} AS n SET last_seen_at = v.ts, last_error = '', driver_version = v.drv, "
+                "cuda_driver_version = v.cuda, status = v.status, updated_at = %s FROM unnest(%s::bigint[], "
+                "%s::timestamptz[], %s::text[], %s::text[], %s::text[]) AS v(id, ts, drv, cuda, status) "
+                "WHERE n.id = v.id",
+                [now, list(updates), seen, driver, cuda, status])
+        return
+    for pk, (seen_at, driver, cuda, status) in updates.items():
+        Node.objects.filter(pk=pk).update(last_seen_at=seen_at, last_error="", driver_version=driver,
+                                          cuda_driver_version=cuda, status=status, updated_at=now)
+
+
+def _gpus_refresh(seen: dict[int, dt.datetime], *, now: dt.datetime) -> None:
+    """GPUs seen again: ok, with their new last_seen_at (one statement on PostgreSQL)."""
+    if connection.vendor == "postgresql":
+        import psycopg
+
+        connection.ensure_connection()
+        with psycopg.Cursor(connection.connection) as cursor:  # arrays bound server-side
+            cursor.execute(
+                f"UPDATE {Gpu._meta.db_table} AS g SET status = %s, last_seen_at = v.ts, last_error = '', "
+                "updated_at = %s FROM unnest(%s::bigint[], %s::timestamptz[]) AS v(id, ts) WHERE g.id = v.id",
+                [str(GpuStatus.OK), now, list(seen), list(seen.values())])
+        return
+    by_ts: dict[dt.datetime, list[int]] = {}
+    for pk, ts in seen.items():
+        by_ts.setdefault(ts, []).append(pk)
+    for ts, pks in by_ts.items():
+        Gpu.objects.filter(pk__in=pks).update(status=GpuStatus.OK, last_seen_at=ts, last_error="", updated_at=now)
+
+
+def _db_errors() -> tuple[type[Exception], ...]:
+    """Errors that abort a statement: Django's, and psycopg's own from COPY and the raw cursors."""
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is a dependency; SQLite-only setups may lack it
+        return (DatabaseError,)
+    return (DatabaseError, psycopg.Error)
+
+
+def _samples_write(rows_of: dict[int, list[SampleRow]], outcomes: list) -> int:
+    """One COPY for the whole batch. Should the table refuse it (a value out of range), each report is
+    written on its own so that only the offending one is refused."""
+    unique: dict[tuple[int, dt.datetime], SampleRow] = {}
+    for rows in rows_of.values():
+        for row in rows:
+            unique.setdefault((row[0], row[1]), row)  # the same report twice in one batch: stored once
+    try:
+        # On PostgreSQL the COPY has its savepoint already: a refused one leaves the transaction usable.
+        with transaction.atomic() if connection.vendor != "postgresql" else contextlib.nullcontext():
+            return gpu_samples_write(rows=list(unique.values()))
+    except _db_errors():
+        pass
+    written = 0
+    for i, rows in rows_of.items():
+        try:
+            with transaction.atomic():
+                written += gpu_samples_write(rows=rows)
+        except _db_errors() as exc:
+            outcomes[i] = SampleRefusedError(f"the report's readings could not be stored: "
+                                             f"{str(exc).splitlines()[0][:300]}")
+    return written
+
+
+def _report_sync(*, node: Node, report: NodeReading, now: dt.datetime,
+                 cutoff: dt.datetime) -> tuple[IngestResult, list[SampleRow]]:
+    """One report's inventory sync on a locked node (new GPUs, descriptions, faults, lost GPUs, the node
+    itself); returns its result and its sample rows, which the caller writes. Raises GpuOwnershipError
+    before writing anything when a GPU UUID belongs to another node."""
     newest = node.last_seen_at is None or report.ts >= node.last_seen_at
     if report.error:
         if newest and node.status in AUTOMATIC_NODE_STATUSES:
             node.status, node.last_error, node.last_seen_at = NodeStatus.UNHEALTHY, report.error[:2000], report.ts
             node.save(update_fields=["status", "last_error", "last_seen_at", "updated_at"])
-        return IngestResult(node_status=node.status)
+        return IngestResult(node_status=node.status), []
 
     uuids = {g.uuid for g in report.gpus} | {f.uuid for f in report.faults if f.uuid}
     known = {g.uuid: g for g in Gpu.objects.filter(uuid__in=uuids)}
@@ -75,19 +360,22 @@ def gpu_report_ingest(*, node_id: int, report: NodeReading, now: dt.datetime | N
                                 field="gpus")
 
     gpu_ids: dict[str, int] = {}
-    created = 0
     refreshed: list[int] = []
+    # A GPU first seen in a simulated report is labelled simulated for good (UI/API badge). New GPUs are
+    # inserted together: a node's first report (or a fleet's onboarding) is one statement, not eight.
+    fresh = Gpu.objects.bulk_create([
+        Gpu(node=node, uuid=r.uuid, simulated=report.source == SOURCE_SIMULATED, **_gpu_fields(r, report))
+        for r in {r.uuid: r for r in report.gpus if r.uuid not in known}.values()])
+    created = len(fresh)
+    gpu_ids.update({g.uuid: g.pk for g in fresh})
     for reading in report.gpus:
         gpu = known.get(reading.uuid)
-        fields = _gpu_fields(reading, report)
         if gpu is None:
-            # A GPU first seen in a simulated report is labelled simulated for good (UI/API badge).
-            gpu = Gpu.objects.create(node=node, uuid=reading.uuid, simulated=report.source == SOURCE_SIMULATED,
-                                     **fields)
-            created += 1
-        elif newest and (gpu.last_seen_at is None or report.ts >= gpu.last_seen_at):
+            continue  # created above
+        if newest and (gpu.last_seen_at is None or report.ts >= gpu.last_seen_at):
             # Most cycles change nothing but last_seen_at: one UPDATE for all of those below, a save
             # only for a GPU whose description changed (driver update, MIG reconfiguration...).
+            fields = _gpu_fields(reading, report)
             changed = [k for k in STATIC_SYNC_FIELDS if getattr(gpu, k) != fields[k]]
             if changed:
                 for key in changed:
@@ -119,10 +407,8 @@ def gpu_report_ingest(*, node_id: int, report: NodeReading, now: dt.datetime | N
                 status=GpuStatus.LOST, last_error=f"not reported by the node since {report.ts:%Y-%m-%d %H:%M:%S}Z",
                 updated_at=now)
 
-    cutoff = raw_cutoff(now=now)
     rows = [sample_row(gpu_id=gpu_ids[r.uuid], reading=r, source=report.source)
             for r in report.gpus if r.ts >= cutoff]
-    written = gpu_samples_write(rows=rows)
 
     if newest:
         node.last_seen_at = report.ts
@@ -133,23 +419,28 @@ def gpu_report_ingest(*, node_id: int, report: NodeReading, now: dt.datetime | N
             node.status = NodeStatus.ONLINE
         node.save(update_fields=["last_seen_at", "last_error", "driver_version", "cuda_driver_version", "status",
                                  "updated_at"])
-    return IngestResult(samples_written=written, samples_refused=len(report.gpus) - len(rows), gpus_created=created,
-                        gpus_lost=lost, node_status=node.status)
+    return IngestResult(samples_refused=len(report.gpus) - len(rows), gpus_created=created, gpus_lost=lost,
+                        node_status=node.status), rows
+
+
+def _mig_devices(reading: GpuReading, *, gpu_id: int, ts: dt.datetime, now: dt.datetime) -> list[MigDevice]:
+    return [MigDevice(gpu_id=gpu_id, uuid=m.uuid[:64], profile=m.profile[:32], memory_total_bytes=m.memory_total_bytes,
+                      compute_slices=m.compute_slices or 1, last_seen_at=ts, created_at=now, updated_at=now)
+            for m in reading.mig_devices]
+
+
+def _mig_devices_upsert(devices: list[MigDevice]) -> None:
+    # MIG devices that vanish (reconfiguration) keep their row; `last_seen_at` shows they are gone.
+    MigDevice.objects.bulk_create(
+        devices, update_conflicts=True, unique_fields=["uuid"],
+        update_fields=["gpu", "profile", "memory_total_bytes", "compute_slices", "last_seen_at", "updated_at"],
+    )
 
 
 def _sync_mig_devices(*, report: NodeReading, gpu_ids: dict[str, int], now: dt.datetime) -> None:
-    devices = [
-        MigDevice(gpu_id=gpu_ids[g.uuid], uuid=m.uuid[:64], profile=m.profile[:32],
-                  memory_total_bytes=m.memory_total_bytes, compute_slices=m.compute_slices or 1,
-                  last_seen_at=report.ts, created_at=now, updated_at=now)
-        for g in report.gpus for m in g.mig_devices
-    ]
+    devices = [d for g in report.gpus for d in _mig_devices(g, gpu_id=gpu_ids[g.uuid], ts=report.ts, now=now)]
     if devices:
-        # MIG devices that vanish (reconfiguration) keep their row; `last_seen_at` shows they are gone.
-        MigDevice.objects.bulk_create(
-            devices, update_conflicts=True, unique_fields=["uuid"],
-            update_fields=["gpu", "profile", "memory_total_bytes", "compute_slices", "last_seen_at", "updated_at"],
-        )
+        _mig_devices_upsert(devices)
 
 
 def gpu_nodes_mark_stale(*, now: dt.datetime) -> int:
@@ -298,19 +589,8 @@ def gpu_polls_schedule(*, now: dt.datetime) -> list[PollOrder]:
     return orders
 
 
-def gpu_report_ingest_safely(*, node_id: int, payload: dict, ordered_at: str | None = None,
-                             window_s: float | None = None) -> dict:
-    """The ingest task's body: a report naming another node's GPU is refused and noted on the node.
-    The report is put on the server's clock first (telemetry/clock.py), by the poll order's timestamp if any."""
-    from telemetry.clock import node_report_from_queue
-
-    report = node_report_from_queue(node_id=node_id, payload=payload, ordered_at=ordered_at, window_s=window_s)
-    try:
-        result = gpu_report_ingest(node_id=node_id, report=report)
-    except GpuOwnershipError as exc:
-        Node.objects.filter(pk=node_id).update(last_error=exc.message[:2000], updated_at=timezone.now())
-        return {"refused": exc.message}
-    except Node.DoesNotExist:
-        return {"refused": f"node {node_id} does not exist"}
-    return {"samples_written": result.samples_written, "gpus_created": result.gpus_created,
-            "gpus_lost": result.gpus_lost, "node_status": result.node_status}
+def gpu_reports_ingest_safely(*, reports: Sequence[QueuedReport]) -> dict:
+    """The ingest task's body: a batch of queued reports; refusals are counted and noted, never raised."""
+    result = gpu_reports_ingest(reports=reports)
+    return {"reports": result.reports, "samples_written": result.samples_written,
+            "synced_one_by_one": result.synced_one_by_one, "refused": list(result.refused)}
