@@ -196,4 +196,5 @@ def test_steady_reports_cost_the_same_statements_for_5_or_50_reports(world) -> N
     # then
     assert result.synced_one_by_one == 0 and result.samples_written == 400
     # (the partition check is among them: the test's transaction never commits, so it is not cached)
-    assert len(many.captured_queries) == len(few.captured_queries) <= 10, [q["sql"][:80] for q in many]
+    # (one of them reads the nodes' recorded clock offsets, telemetry/clock.py)
+    assert len(many.captured_queries) == len(few.captured_queries) <= 11, [q["sql"][:80] for q in many]

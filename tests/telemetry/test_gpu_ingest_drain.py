@@ -71,3 +71,39 @@ def test_waiting_reports_are_ingested_in_batches_once_each(transactional_db, wor
     assert max(sizes) > 1 and max(sizes) <= 16, sizes
     assert "registered on another node" in log and Gpu.objects.get(pk=world.gpu_b.pk).node_id == world.node_b.pk
     assert Gpu.objects.get(uuid=h100(1).uuid).status == GpuStatus.OK
+
+
+def test_drained_reports_keep_their_poll_orders_clock(transactional_db, world, broker, tmp_path) -> None:
+    # given: 30 polled cycles of a node whose clock runs 5 minutes ahead, each queued with its poll order's
+    # central timestamp (`ordered_at`, `window_s`), as `gpu_node_poll` sends them
+    skew = dt.timedelta(minutes=5)
+    true_start = timezone.now() - dt.timedelta(minutes=6)
+    rig = Rig([h100(0), h100(1)], start=true_start + skew)
+    gpu_sample_partitions_ensure_ahead(today=timezone.now().date())
+    producer = Celery("drain-producer", broker=broker.url)
+    try:
+        for i in range(30):
+            ordered_at = (true_start + dt.timedelta(seconds=10 * i)).isoformat()
+            producer.send_task(INGEST_TASK, args=[world.node_a.pk, reading_to_dict(rig.read())],
+                               kwargs={"ordered_at": ordered_at, "window_s": 10}, queue="ingest")
+            rig.tick(10)
+    finally:
+        producer.close()
+    env = worker_env(broker_url=broker.url, db_name=connection.settings_dict["NAME"], var_dir=tmp_path / "var",
+                     GPU_INGEST_BATCH_MAX="16", CELERY_WORKER_PREFETCH_MULTIPLIER="1")
+    # when: one worker takes them in batches
+    worker = Worker(env, queues="ingest", name="drain-clock", log=tmp_path / "drain.log")
+    try:
+        worker.wait_ready()
+        wait_until(lambda: GpuSample.objects.count() >= 60, timeout_s=60, what="all 60 samples")
+    finally:
+        worker.stop()
+    # then: every sample re-timed onto the server's clock (each at its poll order's instant), none in the future,
+    # and the node's offset recorded
+    log = (tmp_path / "drain.log").read_text()
+    assert max(int(n) for n in re.findall(r"'reports': (\d+)", log)) > 1, log[-3000:]
+    stamps = sorted(set(GpuSample.objects.values_list("ts", flat=True)))
+    assert stamps == [true_start + dt.timedelta(seconds=10 * i) for i in range(30)]
+    assert stamps[-1] <= timezone.now()
+    world.node_a.refresh_from_db()
+    assert world.node_a.clock_offset_s == pytest.approx(300, abs=1)
