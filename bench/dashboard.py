@@ -103,9 +103,8 @@ def seed(*, gpus_a: int, gpus_b: int, days: int, now: dt.datetime) -> dict:
     from django.db import connection
 
     from sites.models import Membership, Partner
-    from telemetry.models import GpuRollup1h, GpuSample, SiteGpuRollup1m
+    from telemetry.models import GpuRollup1h, SiteGpuRollup1m
     from telemetry.models.metering import EngineSeries, UsageDelta, UsageRollup
-    from telemetry.retention import gpu_sample_partitions_ensure
     from telemetry.rollups import gpu_util_rollup_compute
 
     with connection.cursor() as cursor:
@@ -175,15 +174,32 @@ def seed(*, gpus_a: int, gpus_b: int, days: int, now: dt.datetime) -> dict:
         "reset", "rolled_up"],
         ((s.pk, s.endpoint_id, now - dt.timedelta(seconds=15 * (k + 1)), now - dt.timedelta(seconds=15 * k), 15_000,
           30_000, 15, 0, "{}", 3.75, 15, 20.0, 1000, False, True) for s in series for k in range(20)))
+    freshen(now=now)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    return {"sites": {"A": site_a, "B": site_b}, "user": user, "seconds": seeded, "blocks_seconds": blocks_s,
+            "rows": rows}
+
+
+def freshen(*, now: dt.datetime) -> None:
+    """Make the fleet look healthy at `now`: nodes and GPUs seen just now, the last 30 s of raw readings, so the
+    timed pages show what an operator normally sees (a node table of healthy nodes, live cards) rather than a
+    fleet gone stale while the seed ran (every stale node is listed, by design)."""
+    from django.db import connection
+
+    from telemetry.models import GpuSample
+    from telemetry.retention import gpu_sample_partitions_ensure
+
     gpu_sample_partitions_ensure(days={now.date(), (now - dt.timedelta(seconds=40)).date()})
     with connection.cursor() as cursor:
+        cursor.execute("UPDATE sites_node SET last_seen_at = %s", [now])
+        cursor.execute("UPDATE sites_gpu SET last_seen_at = %s", [now])
+        cursor.execute("UPDATE sites_servingendpoint SET last_scraped_at = %s", [now])
+        cursor.execute(f"DELETE FROM {GpuSample._meta.db_table}")
         cursor.execute(
             f"""INSERT INTO {GpuSample._meta.db_table} (gpu_id, ts, source, util_pct, power_w, temperature_c)
                 SELECT g.id, %s - (10 * k + 1) * interval '1 second', 'nvml', 50 + k, 400.0, 60
                 FROM sites_gpu g, generate_series(0, 2) AS k""", [now])
-        cursor.execute("ANALYZE")
-    return {"sites": {"A": site_a, "B": site_b}, "user": user, "seconds": seeded, "blocks_seconds": blocks_s,
-            "rows": rows}
 
 
 def main() -> None:
@@ -248,6 +264,7 @@ def main() -> None:
     sizes: dict[tuple[str, str, str], int] = {}
     targets = [t for t in ("A", "B", "overview") if t in args.only.split(",")]
     for target in targets:
+        freshen(now=timezone.now())
         for rng in RANGES:
             urls = page_urls(target, rng)
             cache.clear()

@@ -18,7 +18,15 @@ from django.db.models.functions import Cast, TruncDay, TruncHour
 
 from factory_portal.crypto import hash_token
 from sites.models import Gpu, Node, Site
-from telemetry.models import GpuRollup1h, GpuRollup1m, GpuSample, GpuUtilRollup, NodeGpuCollector, SiteGpuRollup1m
+from telemetry.models import (
+    GpuRollup1h,
+    GpuRollup1m,
+    GpuSample,
+    GpuUtilRollup,
+    NodeGpuCollector,
+    NodeUtilRollup,
+    SiteGpuRollup1m,
+)
 
 User = AbstractBaseUser | AnonymousUser
 # Ranges longer than this are served from hourly rollups so a chart stays under ~2,000 points.
@@ -303,6 +311,8 @@ HEATMAP_MAX_ROWS = 1_200
 # Hourly rollups older than this no longer change (the rollup run re-rolls the last 10 minutes): cacheable.
 HEATMAP_SETTLED_AFTER = dt.timedelta(hours=1)
 _SOURCES = {"1m": (GpuRollup1m, None), "1h": (GpuRollup1h, None), "6h": (GpuUtilRollup, 6), "1d": (GpuUtilRollup, 24)}
+# Node rows (big sites) read the per-node blocks: 1,125 nodes × 30 days instead of 9,000 GPUs × 30 days.
+_NODE_SOURCES = {"1h": 1, "6h": 6, "1d": 24}
 _SOURCE_STEP = {"1m": dt.timedelta(minutes=1), "1h": dt.timedelta(hours=1), "6h": dt.timedelta(hours=6),
                 "1d": dt.timedelta(days=1)}
 
@@ -340,6 +350,8 @@ def _heatmap_cells(*, site: Site, source: str, by_node: bool, start: dt.datetime
     """(GPU or node id, column start as epoch seconds, Σ util × samples, Σ samples) over [start, end), binned in
     the database. Sums rather than means, so a column split across chunks (or GPUs merged in a row) adds up
     exactly to the sample-weighted mean."""
+    if by_node and source in _NODE_SOURCES:
+        return _node_heatmap_cells(site=site, span_h=_NODE_SOURCES[source], start=start, end=end, step=step)
     model, span_h = _SOURCES[source]
     if connection.vendor != "postgresql":  # SQLite (single-machine default): whole hours/days, in Python
         qs = model.objects.filter(gpu__node__site=site, bucket__gte=start, bucket__lt=end)
@@ -365,6 +377,37 @@ def _heatmap_cells(*, site: Site, source: str, by_node: bool, start: dt.datetime
         key = "g.node_id" if by_node else "r.gpu_id"
         sql = (f"SELECT {key}, EXTRACT(EPOCH FROM date_bin(%s, r.bucket, %s))::bigint, "
                f"SUM(r.util_mean_pct * r.util_samples), SUM(r.util_samples) {joins} WHERE {where} GROUP BY 1, 2")
+        params = [step, BIN_ORIGIN, *params]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _node_heatmap_cells(*, site: Site, span_h: int, start: dt.datetime, end: dt.datetime,
+                        step: dt.timedelta) -> list[tuple[int, int, float, int]]:
+    """`_heatmap_cells` of node rows from the per-node blocks (`NodeUtilRollup`): the same sums, one row per node
+    and block instead of one per GPU."""
+    if connection.vendor != "postgresql":
+        acc: dict[tuple[int, int], list] = {}
+        for node_id, bucket, mean, n in NodeUtilRollup.objects.filter(
+                node__site=site, span_h=span_h, bucket__gte=start, bucket__lt=end).values_list(
+                "node_id", "bucket", "util_mean_pct", "util_samples"):
+            a = acc.setdefault((node_id, int(_floor(bucket, step).timestamp())), [0.0, 0])
+            if n and mean is not None:
+                a[0] += mean * n
+                a[1] += n
+        return [(k, c, w, n) for (k, c), (w, n) in acc.items()]
+    table = NodeUtilRollup._meta.db_table
+    where = ("r.node_id IN (SELECT id FROM sites_node WHERE site_id = %s) AND r.span_h = %s AND r.bucket >= %s "
+             "AND r.bucket < %s")
+    params: list = [site.pk, span_h, start, end]
+    if step == dt.timedelta(hours=span_h):
+        sql = (f"SELECT r.node_id, EXTRACT(EPOCH FROM r.bucket)::bigint, r.util_mean_pct * r.util_samples, "
+               f"r.util_samples FROM {table} r WHERE {where}")
+    else:
+        sql = (f"SELECT r.node_id, EXTRACT(EPOCH FROM date_bin(%s, r.bucket, %s))::bigint, "
+               f"SUM(r.util_mean_pct * r.util_samples), SUM(r.util_samples) FROM {table} r WHERE {where} "
+               "GROUP BY 1, 2")
         params = [step, BIN_ORIGIN, *params]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
