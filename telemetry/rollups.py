@@ -282,7 +282,8 @@ def _util_source(model, span_h: int) -> tuple[str, str, str]:
     spans = UTIL_SPANS_H if model is GpuUtilRollup else NODE_UTIL_SPANS_H
     finer = spans[spans.index(span_h) - 1] if spans.index(span_h) else None
     if finer:
-        return f"{model._meta.db_table} r", "r.gpu_id" if model is GpuUtilRollup else "r.node_id", f"AND span_h = {finer}"
+        key = "r.gpu_id" if model is GpuUtilRollup else "r.node_id"
+        return f"{model._meta.db_table} r", key, f"AND span_h = {finer}"
     hourly = GpuRollup1h._meta.db_table
     if model is GpuUtilRollup:
         return f"{hourly} r", "r.gpu_id", ""

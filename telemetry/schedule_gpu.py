@@ -34,4 +34,9 @@ BEAT_SCHEDULE: dict = {
         "schedule": 3600.0,
         "options": {"queue": "rollup"},
     },
+    "gpu-util-rollup-retention": {
+        "task": "telemetry.tasks.gpu.gpu_util_rollup_retention_apply_task",
+        "schedule": 86400.0,
+        "options": {"queue": "rollup"},
+    },
 }

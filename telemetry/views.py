@@ -253,7 +253,8 @@ def _ms(seconds: float | None) -> str:
     return "—" if seconds is None else f"{seconds * 1000:,.0f} ms"
 
 
-def site_table_fields(*, user, site: Site, now: dt.datetime, all_nodes: bool = False) -> tuple[dict[str, str], list[str]]:
+def site_table_fields(*, user, site: Site, now: dt.datetime,
+                      all_nodes: bool = False) -> tuple[dict[str, str], list[str]]:
     """The live-updated cells of the site page's node and endpoint tables (`data-live` keys), and stale keys: the
     rows the page lists (problem nodes and the first healthy ones, or all with `all_nodes`). A node that turns stale
     after the page loaded is named by the site's alerts on the same refresh (they cover every node)."""
