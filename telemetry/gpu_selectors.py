@@ -8,6 +8,7 @@ ranges; `gpu_latest_readings` reads raw samples, but only the last few minutes.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 from decimal import Decimal
 
@@ -332,16 +333,21 @@ def heatmap_rows(gpus: list[tuple[int, int, str, int]]) -> tuple[str, list[str],
     nodes: dict[int, list] = {}
     for _, node_id, host, _ in gpus:
         nodes.setdefault(node_id, [host, 0])[1] += 1
+    return heatmap_node_rows([(node_id, host, count) for node_id, (host, count) in nodes.items()])
+
+
+def heatmap_node_rows(nodes: list[tuple[int, str, int]]) -> tuple[str, list[str], dict[int, int]]:
+    """`heatmap_rows` of a big site from its nodes given as (node id, hostname, GPU count), in display order: a row
+    per node, or per bin of consecutive nodes when even the nodes are more than `HEATMAP_MAX_ROWS`."""
     per_bin = -(-len(nodes) // HEATMAP_MAX_ROWS)
-    node_ids = list(nodes)
     labels, row_of = [], {}
-    for r, i in enumerate(range(0, len(node_ids), per_bin)):
-        members = node_ids[i:i + per_bin]
-        count = sum(nodes[n][1] for n in members)
-        first, last = nodes[members[0]][0], nodes[members[-1]][0]
+    for r, i in enumerate(range(0, len(nodes), per_bin)):
+        members = nodes[i:i + per_bin]
+        count = sum(m[2] for m in members)
+        first, last = members[0][1], members[-1][1]
         name = first if len(members) == 1 else f"{first} … {last}"
         labels.append(f"{name} ({count} GPU{'s' if count != 1 else ''})")
-        row_of |= dict.fromkeys(members, r)
+        row_of |= dict.fromkeys((m[0] for m in members), r)
     return ("node" if per_bin == 1 else "nodes"), labels, row_of
 
 
@@ -449,9 +455,17 @@ def site_gpu_heatmap_binned(*, user: User, site: Site, start: dt.datetime, end: 
     from django.core.cache import cache
 
     now = now or end
-    gpus = list(Gpu.objects.visible_to(user).filter(node__site=site).order_by("node__hostname", "index")
-                .values_list("pk", "node_id", "node__hostname", "index"))
-    kind, labels, row_of = heatmap_rows(gpus)
+    # GPUs counted per node first: a big site's rows are its nodes, so its 9,000 GPUs are never listed one by one.
+    nodes = list(Node.objects.visible_to(user).filter(site=site).annotate(n=Count("gpus"), top=Max("gpus__id"))
+                 .filter(n__gt=0).order_by("hostname").values_list("pk", "hostname", "n", "top"))
+    gpu_count, top_id = sum(n[2] for n in nodes), max((n[3] for n in nodes), default=0)
+    gpus: list[tuple] = []
+    if gpu_count <= HEATMAP_MAX_ROWS:
+        gpus = list(Gpu.objects.visible_to(user).filter(node__site=site).order_by("node__hostname", "index")
+                    .values_list("pk", "node_id", "node__hostname", "index"))
+        kind, labels, row_of = heatmap_rows(gpus)
+    else:
+        kind, labels, row_of = heatmap_node_rows([(pk, host, n) for pk, host, n, _ in nodes])
     source, step = heatmap_plan(start=start, end=end, gpus=len(labels))
     first = _floor(start, step)
     columns: list[dt.datetime] = []
@@ -471,30 +485,30 @@ def site_gpu_heatmap_binned(*, user: User, site: Site, start: dt.datetime, end: 
                 counts[r][c] += n
 
     by_node = kind != "gpu"
-    tag = (f"heatmap:{site.pk}:{source}:{int(step.total_seconds())}:{kind}:{len(gpus)}:"
-           f"{max((g[0] for g in gpus), default=0)}")
+    tag = f"heatmap:{site.pk}:{source}:{int(step.total_seconds())}:{kind}:{gpu_count}:{top_id}"
     chunks = _heatmap_chunks(first=first, end=end, step=step, source=source, settled=now - HEATMAP_SETTLED_AFTER)
     pieces = {(a, b): cache.get(f"{tag}:{int(a.timestamp())}:{int(b.timestamp())}") if done else None
-              for a, b, done in chunks} if gpus else {}
-    missing = [(a, b) for a, b, done in chunks if done and pieces.get((a, b)) is None] if gpus else []
+              for a, b, done in chunks} if gpu_count else {}
+    missing = [(a, b) for a, b, done in chunks if done and pieces.get((a, b)) is None] if gpu_count else []
     if missing:
         # Every settled piece the cache lacks, in one query; then split by column start and cache each piece.
         cells = _heatmap_cells(site=site, source=source, by_node=by_node, start=missing[0][0], end=missing[-1][1],
                                step=step)
         split: dict[tuple, list] = {m: [] for m in missing}
-        bounds = [(int(a.timestamp()), int(b.timestamp()), (a, b)) for a, b in missing]
+        # Pieces are sorted and disjoint: bisect on their starts (30 pieces × 34,000 cells otherwise).
+        starts = [int(a.timestamp()) for a, _ in missing]
+        ends = [int(b.timestamp()) for _, b in missing]
         for cell in cells:
-            for lo, hi, m in bounds:
-                if lo <= cell[1] < hi:
-                    split[m].append(cell)
-                    break
+            i = bisect.bisect_right(starts, cell[1]) - 1
+            if i >= 0 and cell[1] < ends[i]:
+                split[missing[i]].append(cell)
         for (a, b), piece in split.items():
             cache.set(f"{tag}:{int(a.timestamp())}:{int(b.timestamp())}", piece, HEATMAP_CACHE_S)
             pieces[(a, b)] = piece
-    for a, b, done in chunks if gpus else []:
+    for a, b, done in chunks if gpu_count else []:
         fill(pieces[(a, b)] if done else _heatmap_cells(site=site, source=source, by_node=by_node, start=a, end=b,
                                                          step=step))
     matrix = [[s / n if n else None for s, n in zip(srow, crow, strict=True)] for srow, crow in
               zip(sums, counts, strict=True)]
     return {"gpus": labels, "gpu_ids": [g[0] for g in gpus] if kind == "gpu" else [], "rows": kind,
-            "gpu_count": len(gpus), "columns": columns, "step": step, "util_pct": matrix}
+            "gpu_count": gpu_count, "columns": columns, "step": step, "util_pct": matrix}
