@@ -162,28 +162,30 @@ CardProvider = Callable[..., None]
 CARD_PROVIDERS: dict[str, CardProvider] = {}
 
 
-# (user, site, now) → dict: extra context of the site page (e.g. the node and endpoint tables with live figures),
-# and (user, site, now) → (fields, stale keys) for its live JSON.
+# (user, site, now, all_nodes) → dict: extra context of the site page (e.g. the node and endpoint tables with live
+# figures), and (user, site, now, all_nodes) → (fields, stale keys) for its live JSON. `all_nodes` is the page's
+# "show all nodes" (`?nodes=all`); otherwise a big site's node table lists its problem nodes and the first healthy ones.
 SitePageProvider = Callable[..., dict]
 SiteFieldsProvider = Callable[..., tuple[dict[str, str], list[str]]]
 SITE_PAGE_PROVIDERS: dict[str, SitePageProvider] = {}
 SITE_FIELDS_PROVIDERS: dict[str, SiteFieldsProvider] = {}
 
 
-def site_page_context(*, user: User, site: Site, now: dt.datetime) -> dict:
+def site_page_context(*, user: User, site: Site, now: dt.datetime, all_nodes: bool = False) -> dict:
     """Extra context of the site page from the registered providers."""
     context: dict = {}
     for provider in SITE_PAGE_PROVIDERS.values():
-        context |= provider(user=user, site=site, now=now)
+        context |= provider(user=user, site=site, now=now, all_nodes=all_nodes)
     return context
 
 
-def site_live_fields(*, user: User, site: Site, now: dt.datetime) -> tuple[dict[str, str], list[str]]:
+def site_live_fields(*, user: User, site: Site, now: dt.datetime,
+                     all_nodes: bool = False) -> tuple[dict[str, str], list[str]]:
     """Extra live fields (`data-live` key → text) and stale keys of the site page from the registered providers."""
     fields: dict[str, str] = {}
     stale: list[str] = []
     for provider in SITE_FIELDS_PROVIDERS.values():
-        f, s = provider(user=user, site=site, now=now)
+        f, s = provider(user=user, site=site, now=now, all_nodes=all_nodes)
         fields |= f
         stale += s
     return fields, stale

@@ -67,9 +67,15 @@ def site_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "card": card,
         "updated_at": now,
         **dashboard_context(request, time_zone=site.time_zone, now=now),
-        **dashboard.site_page_context(user=request.user, site=site, now=now),
+        "all_nodes": _all_nodes(request),
+        **dashboard.site_page_context(user=request.user, site=site, now=now, all_nodes=_all_nodes(request)),
     }
     return render(request, "sites/site_detail.html", context)
+
+
+def _all_nodes(request: HttpRequest) -> bool:
+    """The site page's "show all nodes" (`?nodes=all`), also passed to its live JSON."""
+    return request.GET.get("nodes") == "all"
 
 
 def dashboard_context(request: HttpRequest, *, time_zone: str, now) -> dict:
@@ -206,7 +212,7 @@ def site_data(request: HttpRequest, slug: str) -> HttpResponse:
         f"site-{site.pk}-compliance_drift": str(card.compliance.drift),
         f"site-{site.pk}-compliance_unknown": str(card.compliance.unknown),
     }
-    fields, stale = dashboard.site_live_fields(user=request.user, site=site, now=now)
+    fields, stale = dashboard.site_live_fields(user=request.user, site=site, now=now, all_nodes=_all_nodes(request))
     payload["fields"] |= fields
     payload["stale"] += stale
     return JsonResponse(payload)

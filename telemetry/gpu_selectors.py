@@ -8,6 +8,7 @@ ranges; `gpu_latest_readings` reads raw samples, but only the last few minutes.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 from decimal import Decimal
 
@@ -18,7 +19,15 @@ from django.db.models.functions import Cast, TruncDay, TruncHour
 
 from factory_portal.crypto import hash_token
 from sites.models import Gpu, Node, Site
-from telemetry.models import GpuRollup1h, GpuRollup1m, GpuSample, GpuUtilRollup, NodeGpuCollector, SiteGpuRollup1m
+from telemetry.models import (
+    GpuRollup1h,
+    GpuRollup1m,
+    GpuSample,
+    GpuUtilRollup,
+    NodeGpuCollector,
+    NodeUtilRollup,
+    SiteGpuRollup1m,
+)
 
 User = AbstractBaseUser | AnonymousUser
 # Ranges longer than this are served from hourly rollups so a chart stays under ~2,000 points.
@@ -303,6 +312,8 @@ HEATMAP_MAX_ROWS = 1_200
 # Hourly rollups older than this no longer change (the rollup run re-rolls the last 10 minutes): cacheable.
 HEATMAP_SETTLED_AFTER = dt.timedelta(hours=1)
 _SOURCES = {"1m": (GpuRollup1m, None), "1h": (GpuRollup1h, None), "6h": (GpuUtilRollup, 6), "1d": (GpuUtilRollup, 24)}
+# Node rows (big sites) read the per-node blocks: 1,125 nodes × 30 days instead of 9,000 GPUs × 30 days.
+_NODE_SOURCES = {"1h": 1, "6h": 6, "1d": 24}
 _SOURCE_STEP = {"1m": dt.timedelta(minutes=1), "1h": dt.timedelta(hours=1), "6h": dt.timedelta(hours=6),
                 "1d": dt.timedelta(days=1)}
 
@@ -322,16 +333,21 @@ def heatmap_rows(gpus: list[tuple[int, int, str, int]]) -> tuple[str, list[str],
     nodes: dict[int, list] = {}
     for _, node_id, host, _ in gpus:
         nodes.setdefault(node_id, [host, 0])[1] += 1
+    return heatmap_node_rows([(node_id, host, count) for node_id, (host, count) in nodes.items()])
+
+
+def heatmap_node_rows(nodes: list[tuple[int, str, int]]) -> tuple[str, list[str], dict[int, int]]:
+    """`heatmap_rows` of a big site from its nodes given as (node id, hostname, GPU count), in display order: a row
+    per node, or per bin of consecutive nodes when even the nodes are more than `HEATMAP_MAX_ROWS`."""
     per_bin = -(-len(nodes) // HEATMAP_MAX_ROWS)
-    node_ids = list(nodes)
     labels, row_of = [], {}
-    for r, i in enumerate(range(0, len(node_ids), per_bin)):
-        members = node_ids[i:i + per_bin]
-        count = sum(nodes[n][1] for n in members)
-        first, last = nodes[members[0]][0], nodes[members[-1]][0]
+    for r, i in enumerate(range(0, len(nodes), per_bin)):
+        members = nodes[i:i + per_bin]
+        count = sum(m[2] for m in members)
+        first, last = members[0][1], members[-1][1]
         name = first if len(members) == 1 else f"{first} … {last}"
         labels.append(f"{name} ({count} GPU{'s' if count != 1 else ''})")
-        row_of |= dict.fromkeys(members, r)
+        row_of |= dict.fromkeys((m[0] for m in members), r)
     return ("node" if per_bin == 1 else "nodes"), labels, row_of
 
 
@@ -340,6 +356,8 @@ def _heatmap_cells(*, site: Site, source: str, by_node: bool, start: dt.datetime
     """(GPU or node id, column start as epoch seconds, Σ util × samples, Σ samples) over [start, end), binned in
     the database. Sums rather than means, so a column split across chunks (or GPUs merged in a row) adds up
     exactly to the sample-weighted mean."""
+    if by_node and source in _NODE_SOURCES:
+        return _node_heatmap_cells(site=site, span_h=_NODE_SOURCES[source], start=start, end=end, step=step)
     model, span_h = _SOURCES[source]
     if connection.vendor != "postgresql":  # SQLite (single-machine default): whole hours/days, in Python
         qs = model.objects.filter(gpu__node__site=site, bucket__gte=start, bucket__lt=end)
@@ -365,6 +383,37 @@ def _heatmap_cells(*, site: Site, source: str, by_node: bool, start: dt.datetime
         key = "g.node_id" if by_node else "r.gpu_id"
         sql = (f"SELECT {key}, EXTRACT(EPOCH FROM date_bin(%s, r.bucket, %s))::bigint, "
                f"SUM(r.util_mean_pct * r.util_samples), SUM(r.util_samples) {joins} WHERE {where} GROUP BY 1, 2")
+        params = [step, BIN_ORIGIN, *params]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _node_heatmap_cells(*, site: Site, span_h: int, start: dt.datetime, end: dt.datetime,
+                        step: dt.timedelta) -> list[tuple[int, int, float, int]]:
+    """`_heatmap_cells` of node rows from the per-node blocks (`NodeUtilRollup`): the same sums, one row per node
+    and block instead of one per GPU."""
+    if connection.vendor != "postgresql":
+        acc: dict[tuple[int, int], list] = {}
+        for node_id, bucket, mean, n in NodeUtilRollup.objects.filter(
+                node__site=site, span_h=span_h, bucket__gte=start, bucket__lt=end).values_list(
+                "node_id", "bucket", "util_mean_pct", "util_samples"):
+            a = acc.setdefault((node_id, int(_floor(bucket, step).timestamp())), [0.0, 0])
+            if n and mean is not None:
+                a[0] += mean * n
+                a[1] += n
+        return [(k, c, w, n) for (k, c), (w, n) in acc.items()]
+    table = NodeUtilRollup._meta.db_table
+    where = ("r.node_id IN (SELECT id FROM sites_node WHERE site_id = %s) AND r.span_h = %s AND r.bucket >= %s "
+             "AND r.bucket < %s")
+    params: list = [site.pk, span_h, start, end]
+    if step == dt.timedelta(hours=span_h):
+        sql = (f"SELECT r.node_id, EXTRACT(EPOCH FROM r.bucket)::bigint, r.util_mean_pct * r.util_samples, "
+               f"r.util_samples FROM {table} r WHERE {where}")
+    else:
+        sql = (f"SELECT r.node_id, EXTRACT(EPOCH FROM date_bin(%s, r.bucket, %s))::bigint, "
+               f"SUM(r.util_mean_pct * r.util_samples), SUM(r.util_samples) FROM {table} r WHERE {where} "
+               "GROUP BY 1, 2")
         params = [step, BIN_ORIGIN, *params]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -406,9 +455,17 @@ def site_gpu_heatmap_binned(*, user: User, site: Site, start: dt.datetime, end: 
     from django.core.cache import cache
 
     now = now or end
-    gpus = list(Gpu.objects.visible_to(user).filter(node__site=site).order_by("node__hostname", "index")
-                .values_list("pk", "node_id", "node__hostname", "index"))
-    kind, labels, row_of = heatmap_rows(gpus)
+    # GPUs counted per node first: a big site's rows are its nodes, so its 9,000 GPUs are never listed one by one.
+    nodes = list(Node.objects.visible_to(user).filter(site=site).annotate(n=Count("gpus"), top=Max("gpus__id"))
+                 .filter(n__gt=0).order_by("hostname").values_list("pk", "hostname", "n", "top"))
+    gpu_count, top_id = sum(n[2] for n in nodes), max((n[3] for n in nodes), default=0)
+    gpus: list[tuple] = []
+    if gpu_count <= HEATMAP_MAX_ROWS:
+        gpus = list(Gpu.objects.visible_to(user).filter(node__site=site).order_by("node__hostname", "index")
+                    .values_list("pk", "node_id", "node__hostname", "index"))
+        kind, labels, row_of = heatmap_rows(gpus)
+    else:
+        kind, labels, row_of = heatmap_node_rows([(pk, host, n) for pk, host, n, _ in nodes])
     source, step = heatmap_plan(start=start, end=end, gpus=len(labels))
     first = _floor(start, step)
     columns: list[dt.datetime] = []
@@ -428,30 +485,30 @@ def site_gpu_heatmap_binned(*, user: User, site: Site, start: dt.datetime, end: 
                 counts[r][c] += n
 
     by_node = kind != "gpu"
-    tag = (f"heatmap:{site.pk}:{source}:{int(step.total_seconds())}:{kind}:{len(gpus)}:"
-           f"{max((g[0] for g in gpus), default=0)}")
+    tag = f"heatmap:{site.pk}:{source}:{int(step.total_seconds())}:{kind}:{gpu_count}:{top_id}"
     chunks = _heatmap_chunks(first=first, end=end, step=step, source=source, settled=now - HEATMAP_SETTLED_AFTER)
     pieces = {(a, b): cache.get(f"{tag}:{int(a.timestamp())}:{int(b.timestamp())}") if done else None
-              for a, b, done in chunks} if gpus else {}
-    missing = [(a, b) for a, b, done in chunks if done and pieces.get((a, b)) is None] if gpus else []
+              for a, b, done in chunks} if gpu_count else {}
+    missing = [(a, b) for a, b, done in chunks if done and pieces.get((a, b)) is None] if gpu_count else []
     if missing:
         # Every settled piece the cache lacks, in one query; then split by column start and cache each piece.
         cells = _heatmap_cells(site=site, source=source, by_node=by_node, start=missing[0][0], end=missing[-1][1],
                                step=step)
         split: dict[tuple, list] = {m: [] for m in missing}
-        bounds = [(int(a.timestamp()), int(b.timestamp()), (a, b)) for a, b in missing]
+        # Pieces are sorted and disjoint: bisect on their starts (30 pieces × 34,000 cells otherwise).
+        starts = [int(a.timestamp()) for a, _ in missing]
+        ends = [int(b.timestamp()) for _, b in missing]
         for cell in cells:
-            for lo, hi, m in bounds:
-                if lo <= cell[1] < hi:
-                    split[m].append(cell)
-                    break
+            i = bisect.bisect_right(starts, cell[1]) - 1
+            if i >= 0 and cell[1] < ends[i]:
+                split[missing[i]].append(cell)
         for (a, b), piece in split.items():
             cache.set(f"{tag}:{int(a.timestamp())}:{int(b.timestamp())}", piece, HEATMAP_CACHE_S)
             pieces[(a, b)] = piece
-    for a, b, done in chunks if gpus else []:
+    for a, b, done in chunks if gpu_count else []:
         fill(pieces[(a, b)] if done else _heatmap_cells(site=site, source=source, by_node=by_node, start=a, end=b,
                                                          step=step))
     matrix = [[s / n if n else None for s, n in zip(srow, crow, strict=True)] for srow, crow in
               zip(sums, counts, strict=True)]
     return {"gpus": labels, "gpu_ids": [g[0] for g in gpus] if kind == "gpu" else [], "rows": kind,
-            "gpu_count": len(gpus), "columns": columns, "step": step, "util_pct": matrix}
+            "gpu_count": gpu_count, "columns": columns, "step": step, "util_pct": matrix}

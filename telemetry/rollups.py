@@ -23,7 +23,15 @@ from django.db import connection, transaction
 from django.db.models import Max
 
 from sites.models import Gpu
-from telemetry.models import GpuRollup1h, GpuRollup1m, GpuSample, GpuUtilRollup, RollupWatermark, SiteGpuRollup1m
+from telemetry.models import (
+    GpuRollup1h,
+    GpuRollup1m,
+    GpuSample,
+    GpuUtilRollup,
+    NodeUtilRollup,
+    RollupWatermark,
+    SiteGpuRollup1m,
+)
 
 MINUTE = dt.timedelta(minutes=1)
 HOUR = dt.timedelta(hours=1)
@@ -244,68 +252,115 @@ def site_rollup_1m_compute(*, start: dt.datetime, end: dt.datetime) -> int:
     return len(rows)
 
 
-# Utilization blocks for the heatmap (`GpuUtilRollup`): 6-hour blocks from the hourly rollups, days from the
-# 6-hour blocks. Both align to midnight UTC.
+# Utilization blocks for the heatmap: per GPU (`GpuUtilRollup`) 6-hour blocks from the hourly rollups and days from
+# the 6-hour blocks; per node (`NodeUtilRollup`) hours from the GPUs' hourly rollups, 6-hour blocks from those hours
+# and days from the 6-hour blocks. All align to midnight UTC.
 UTIL_SPANS_H = (6, 24)
+NODE_UTIL_SPANS_H = (1, 6, 24)
+DAY = dt.timedelta(days=1)
 
 
 def gpu_util_rollup_compute(*, start: dt.datetime, end: dt.datetime) -> int:
-    """Recompute the 6-hour and 1-day utilization blocks touching [start, end) (sample-weighted means of the
-    hourly rollups) and upsert them; returns rows written. The block in progress is recomputed from what has
-    rolled up so far, so a later run completes it."""
+    """Recompute the utilization blocks touching [start, end) — per GPU 6 h and 1 day, per node 1 h, 6 h and 1 day
+    (sample-weighted means of the hourly rollups) — and upsert them; returns rows written. The block in progress is
+    recomputed from what has rolled up so far, so a later run completes it."""
     written = 0
-    for span_h in UTIL_SPANS_H:
-        step = dt.timedelta(hours=span_h)
-        a, b = floor_to(start, step), floor_to(end - dt.timedelta(microseconds=1), step) + step
-        if connection.vendor == "postgresql":
-            written += _util_blocks_sql(span_h=span_h, start=a, end=b)
-        else:
-            written += _util_blocks_python(span_h=span_h, start=a, end=b)
+    for model, spans in ((GpuUtilRollup, UTIL_SPANS_H), (NodeUtilRollup, NODE_UTIL_SPANS_H)):
+        for span_h in spans:
+            step = dt.timedelta(hours=span_h)
+            a, b = floor_to(start, step), floor_to(end - dt.timedelta(microseconds=1), step) + step
+            if connection.vendor == "postgresql":
+                written += _util_blocks_sql(model=model, span_h=span_h, start=a, end=b)
+            else:
+                written += _util_blocks_python(model=model, span_h=span_h, start=a, end=b)
     return written
 
 
-def _util_blocks_sql(*, span_h: int, start: dt.datetime, end: dt.datetime) -> int:
+def _util_source(model, span_h: int) -> tuple[str, str, str]:
+    """(FROM clause, key column, extra condition) of a block's source rows: the next finer span of the same model,
+    or the GPUs' hourly rollups for the finest one."""
+    spans = UTIL_SPANS_H if model is GpuUtilRollup else NODE_UTIL_SPANS_H
+    finer = spans[spans.index(span_h) - 1] if spans.index(span_h) else None
+    if finer:
+        key = "r.gpu_id" if model is GpuUtilRollup else "r.node_id"
+        return f"{model._meta.db_table} r", key, f"AND span_h = {finer}"
+    hourly = GpuRollup1h._meta.db_table
+    if model is GpuUtilRollup:
+        return f"{hourly} r", "r.gpu_id", ""
+    return f"{hourly} r JOIN sites_gpu g ON g.id = r.gpu_id", "g.node_id", ""
+
+
+def _util_blocks_sql(*, model, span_h: int, start: dt.datetime, end: dt.datetime) -> int:
     # One INSERT ... SELECT per span: the aggregation never leaves the database (a 30-day backfill of 10,000
     # GPUs aggregates 7.2M hourly rows).
-    table = GpuUtilRollup._meta.db_table
-    if span_h == 6:
-        source, extra = GpuRollup1h._meta.db_table, ""
-    else:
-        source, extra = table, "AND span_h = 6"
+    table = model._meta.db_table
+    key = "gpu_id" if model is GpuUtilRollup else "node_id"
+    source, key_expr, extra = _util_source(model, span_h)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"""INSERT INTO {table} (gpu_id, span_h, bucket, util_samples, util_mean_pct, computed_at)
-                SELECT gpu_id, %s, date_bin(%s, bucket, TIMESTAMPTZ '1970-01-01 00:00:00+00'), SUM(util_samples),
-                       SUM(util_mean_pct * util_samples) / NULLIF(SUM(util_samples), 0), now()
-                FROM {source} WHERE bucket >= %s AND bucket < %s {extra}
+            f"""INSERT INTO {table} ({key}, span_h, bucket, util_samples, util_mean_pct, computed_at)
+                SELECT {key_expr}, %s, date_bin(%s, r.bucket, TIMESTAMPTZ '1970-01-01 00:00:00+00'),
+                       SUM(r.util_samples), SUM(r.util_mean_pct * r.util_samples) / NULLIF(SUM(r.util_samples), 0),
+                       now()
+                FROM {source} WHERE r.bucket >= %s AND r.bucket < %s {extra}
                 GROUP BY 1, 3
-                ON CONFLICT (gpu_id, span_h, bucket) DO UPDATE SET util_samples = EXCLUDED.util_samples,
+                ON CONFLICT ({key}, span_h, bucket) DO UPDATE SET util_samples = EXCLUDED.util_samples,
                     util_mean_pct = EXCLUDED.util_mean_pct, computed_at = EXCLUDED.computed_at""",
             [span_h, dt.timedelta(hours=span_h), start, end])
         return cursor.rowcount
 
 
-def _util_blocks_python(*, span_h: int, start: dt.datetime, end: dt.datetime) -> int:
+def _util_blocks_python(*, model, span_h: int, start: dt.datetime, end: dt.datetime) -> int:
     step = dt.timedelta(hours=span_h)
-    if span_h == 6:
+    spans = UTIL_SPANS_H if model is GpuUtilRollup else NODE_UTIL_SPANS_H
+    key = "gpu_id" if model is GpuUtilRollup else "node_id"
+    if spans.index(span_h) == 0:
         rows = GpuRollup1h.objects.filter(bucket__gte=start, bucket__lt=end).values_list(
-            "gpu_id", "bucket", "util_mean_pct", "util_samples")
+            "gpu_id" if model is GpuUtilRollup else "gpu__node_id", "bucket", "util_mean_pct", "util_samples")
     else:
-        rows = GpuUtilRollup.objects.filter(span_h=6, bucket__gte=start, bucket__lt=end).values_list(
-            "gpu_id", "bucket", "util_mean_pct", "util_samples")
+        rows = model.objects.filter(span_h=spans[spans.index(span_h) - 1], bucket__gte=start,
+                                    bucket__lt=end).values_list(key, "bucket", "util_mean_pct", "util_samples")
     sums: dict[tuple[int, dt.datetime], list] = defaultdict(lambda: [0.0, 0])
-    for gpu_id, bucket, mean, n in rows.iterator(chunk_size=20000):
-        acc = sums[(gpu_id, floor_to(bucket, step))]
+    for owner, bucket, mean, n in rows.iterator(chunk_size=20000):
+        acc = sums[(owner, floor_to(bucket, step))]
         if n and mean is not None:
             acc[0] += mean * n
             acc[1] += n
-    objs = [GpuUtilRollup(gpu_id=gpu_id, span_h=span_h, bucket=bucket, util_samples=n,
-                          util_mean_pct=weighted / n if n else None)
-            for (gpu_id, bucket), (weighted, n) in sums.items()]
-    GpuUtilRollup.objects.bulk_create(objs, update_conflicts=True, unique_fields=["gpu", "span_h", "bucket"],
-                                      update_fields=["util_samples", "util_mean_pct", "computed_at"],
-                                      batch_size=2000)
+    objs = [model(**{key: owner}, span_h=span_h, bucket=bucket, util_samples=n,
+                  util_mean_pct=weighted / n if n else None)
+            for (owner, bucket), (weighted, n) in sums.items()]
+    model.objects.bulk_create(objs, update_conflicts=True, unique_fields=[key.removesuffix("_id"), "span_h", "bucket"],
+                              update_fields=["util_samples", "util_mean_pct", "computed_at"], batch_size=2000)
     return len(objs)
+
+
+BACKFILL_WATERMARK = "gpu_util_blocks_backfill"
+BACKFILL_DONE = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def gpu_util_rollup_backfill_step(*, now: dt.datetime) -> dict[str, object]:
+    """Fill the utilization blocks of one more day of history, going backwards, until the earliest hourly rollup.
+
+    History rolled up before the blocks existed has none; rather than a data migration (which would hold up a
+    deploy for as long as the whole history takes to aggregate), every rollup run computes one day, newest first,
+    so the recent heatmaps are right within minutes of an upgrade and a year of 10,000 GPUs completes in about
+    three hours of runs. The watermark is the start of the oldest day done; recomputing is harmless (whole blocks,
+    upserted), so a crash between the blocks and the watermark costs one day's recompute.
+    """
+    mark = RollupWatermark.objects.filter(name=BACKFILL_WATERMARK).first()
+    if mark is not None and mark.done_until <= BACKFILL_DONE:
+        return {"day": None}
+    upper = mark.done_until if mark else floor_to(now, DAY) + DAY
+    # EXISTS rather than MIN(bucket): the hourly table has no index on bucket alone, and the oldest rows come first.
+    if not GpuRollup1h.objects.filter(bucket__lt=upper).exists():
+        # Every later hourly rollup gets its blocks from `gpu_rollup_1h_compute`: the backfill is over for good.
+        RollupWatermark.objects.update_or_create(name=BACKFILL_WATERMARK, defaults={"done_until": BACKFILL_DONE})
+        return {"day": None}
+    lower = upper - DAY
+    with transaction.atomic():
+        rows = gpu_util_rollup_compute(start=lower, end=upper)
+        RollupWatermark.objects.update_or_create(name=BACKFILL_WATERMARK, defaults={"done_until": lower})
+    return {"day": lower.date(), "rows": rows}
 
 
 WATERMARK = "gpu_rollups"
@@ -330,10 +385,12 @@ def gpu_rollups_run(*, now: dt.datetime) -> dict[str, object]:
         minutes = gpu_rollup_1m_compute(start=start, end=end)
         sites = site_rollup_1m_compute(start=start, end=end)
         hours = gpu_rollup_1h_compute(start=start, end=end)
+        backfill = gpu_util_rollup_backfill_step(now=now)
         updated = RollupWatermark.objects.filter(name=WATERMARK, done_until__lt=end).update(done_until=end)
         if not updated:
             RollupWatermark.objects.get_or_create(name=WATERMARK, defaults={"done_until": end})
-    return {"from": start, "to": end, "minutes": minutes, "site_minutes": sites, "hours": hours}
+    return {"from": start, "to": end, "minutes": minutes, "site_minutes": sites, "hours": hours,
+            "blocks_backfilled": backfill["day"]}
 
 
 def gpu_energy_from_samples(*, gpu_id: int, start: dt.datetime, end: dt.datetime) -> Decimal:

@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "gpu_dcgm_poll_task", "gpu_node_poll_task", "gpu_nodes_mark_stale_task", "gpu_polls_schedule_task",
     "gpu_report_ingest_task", "gpu_rollups_run_task", "gpu_sample_partitions_ensure_ahead_task",
-    "gpu_sample_retention_apply_task",
+    "gpu_sample_retention_apply_task", "gpu_util_rollup_retention_apply_task",
 ]
 
 
@@ -159,3 +159,8 @@ def gpu_sample_partitions_ensure_ahead_task() -> list[str]:
 @shared_task(soft_time_limit=240, time_limit=300)
 def gpu_sample_retention_apply_task() -> dict:
     return retention.gpu_sample_retention_apply(now=timezone.now())
+
+
+@shared_task(soft_time_limit=240, time_limit=300)
+def gpu_util_rollup_retention_apply_task() -> dict:
+    return retention.gpu_util_rollup_retention_apply()

@@ -62,7 +62,7 @@ def test_util_blocks_equal_weighted_hourly_means_and_rerun_changes_nothing(world
     second = rollups.gpu_util_rollup_compute(start=DAY0, end=DAY0 + dt.timedelta(days=3))
     after = sorted(GpuUtilRollup.objects.values_list("gpu_id", "span_h", "bucket", "util_samples", "util_mean_pct"))
     # then
-    assert first == second == 2 * (12 + 3)  # 6-hour blocks and days per GPU
+    assert first == second == 2 * (12 + 3) + (72 + 12 + 3)  # per GPU 6 h and days; per node hours, 6 h and days
     assert [(g, s, b, n, pytest.approx(m)) for g, s, b, n, m in before] == after
     for gpu_id, span_h, bucket, n, mean in after:
         end = bucket + dt.timedelta(hours=span_h)
@@ -115,6 +115,7 @@ def test_big_site_heatmap_rows_are_node_means_equal_to_the_slow_way(world, monke
             node_b.pk: [factories.GpuFactory(node=node_b, index=i) for i in range(3)]}
     for i, g in enumerate(g for group in gpus.values() for g in group):
         _hourly(g, NOW.replace(minute=0, second=0) - dt.timedelta(hours=30), 30, phase=i)
+    rollups.gpu_util_rollup_compute(start=NOW - dt.timedelta(hours=30), end=NOW)  # node rows read node blocks
     monkeypatch.setattr(gpu_selectors, "HEATMAP_MAX_ROWS", 3)
     start = NOW - dt.timedelta(hours=24)
     # when
