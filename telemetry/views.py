@@ -79,14 +79,14 @@ def _named(sites: list[Site], per_site: dict[int, list]) -> list[tuple[str, list
 
 @register(OVERVIEW_CHARTS, "utilization", cards=False)
 def overview_utilization(ctx: ChartContext) -> dict:
-    rows = gpu_selectors.sites_gpu_buckets(user=ctx.user, site_ids=[s.pk for s in ctx.sites],
+    rows = gpu_selectors.sites_gpu_buckets(user=ctx.user, site_ids=[s.pk for s in ctx.sites], now=ctx.now,
                                            start=ctx.time_range.start, end=ctx.time_range.end)
     return charts.fleet_utilization_figure(sites=_named(ctx.sites, rows), time_zone="UTC")
 
 
 @register(OVERVIEW_CHARTS, "power", cards=False)
 def overview_power(ctx: ChartContext) -> dict:
-    rows = gpu_selectors.sites_gpu_buckets(user=ctx.user, site_ids=[s.pk for s in ctx.sites],
+    rows = gpu_selectors.sites_gpu_buckets(user=ctx.user, site_ids=[s.pk for s in ctx.sites], now=ctx.now,
                                            start=ctx.time_range.start, end=ctx.time_range.end)
     return charts.fleet_power_figure(sites=_named(ctx.sites, rows), time_zone="UTC")
 
@@ -114,7 +114,7 @@ def site_heatmap(ctx: ChartContext) -> dict:
 def site_power(ctx: ChartContext) -> dict:
     site = ctx.sites[0]
     rows = gpu_selectors.sites_gpu_buckets(user=ctx.user, site_ids=[site.pk], start=ctx.time_range.start,
-                                           end=ctx.time_range.end)[site.pk]
+                                           end=ctx.time_range.end, now=ctx.now)[site.pk]
     return charts.power_energy_figure(rows=rows, capacity_kw=float(site.power_capacity_kw), pue=float(site.pue),
                                       time_zone=site.time_zone)
 
