@@ -329,8 +329,10 @@ def main() -> None:
     print(f"\nLoad average while measuring (1/5/15 min): {', '.join(f'{x:.2f}' for x in os.getloadavg())}.")
     print("\nHow the panels are served (docs/dashboards.md, \"Performance\"): inventory panels (`gpu_states`, "
           "cards, node table) count GPUs by state in SQL (`COUNT … FILTER` grouped by node); the power chart reads "
-          "per-site 1-minute rollups (hours aggregated in SQL beyond 30 h); tokens and latency read hourly usage "
-          "rollups binned in SQL to ≤ 240 points a series; the heatmap reads hourly rollups (24 h) or the 6-hour / "
+          "per-site 1-minute rollups (hours aggregated in SQL beyond 30 h, settled days cached per site); the live "
+          "cards aggregate the raw readings of the last 3 poll intervals per GPU, then join the visible GPUs' sites; "
+          "tokens and latency read hourly usage rollups binned in SQL to ≤ 240 points a series; the heatmap reads "
+          "hourly rollups (24 h) or the 6-hour / "
           "1-day utilization blocks (7 d / 30 d), a row per GPU up to 1,200 GPUs and a row per node beyond, with "
           "settled pieces cached so a refresh reads only the last hour.")
 

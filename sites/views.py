@@ -68,7 +68,8 @@ def site_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "updated_at": now,
         **dashboard_context(request, time_zone=site.time_zone, now=now),
         "all_nodes": _all_nodes(request),
-        **dashboard.site_page_context(user=request.user, site=site, now=now, all_nodes=_all_nodes(request)),
+        **dashboard.site_page_context(user=request.user, site=site, now=now, all_nodes=_all_nodes(request),
+                                      node_states=card.node_states),
     }
     return render(request, "sites/site_detail.html", context)
 
@@ -212,7 +213,8 @@ def site_data(request: HttpRequest, slug: str) -> HttpResponse:
         f"site-{site.pk}-compliance_drift": str(card.compliance.drift),
         f"site-{site.pk}-compliance_unknown": str(card.compliance.unknown),
     }
-    fields, stale = dashboard.site_live_fields(user=request.user, site=site, now=now, all_nodes=_all_nodes(request))
+    fields, stale = dashboard.site_live_fields(user=request.user, site=site, now=now, all_nodes=_all_nodes(request),
+                                               node_states=card.node_states)
     payload["fields"] |= fields
     payload["stale"] += stale
     return JsonResponse(payload)

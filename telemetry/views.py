@@ -79,14 +79,14 @@ def _named(sites: list[Site], per_site: dict[int, list]) -> list[tuple[str, list
 
 @register(OVERVIEW_CHARTS, "utilization", cards=False)
 def overview_utilization(ctx: ChartContext) -> dict:
-    rows = gpu_selectors.sites_gpu_buckets(user=ctx.user, site_ids=[s.pk for s in ctx.sites],
+    rows = gpu_selectors.sites_gpu_buckets(user=ctx.user, site_ids=[s.pk for s in ctx.sites], now=ctx.now,
                                            start=ctx.time_range.start, end=ctx.time_range.end)
     return charts.fleet_utilization_figure(sites=_named(ctx.sites, rows), time_zone="UTC")
 
 
 @register(OVERVIEW_CHARTS, "power", cards=False)
 def overview_power(ctx: ChartContext) -> dict:
-    rows = gpu_selectors.sites_gpu_buckets(user=ctx.user, site_ids=[s.pk for s in ctx.sites],
+    rows = gpu_selectors.sites_gpu_buckets(user=ctx.user, site_ids=[s.pk for s in ctx.sites], now=ctx.now,
                                            start=ctx.time_range.start, end=ctx.time_range.end)
     return charts.fleet_power_figure(sites=_named(ctx.sites, rows), time_zone="UTC")
 
@@ -114,7 +114,7 @@ def site_heatmap(ctx: ChartContext) -> dict:
 def site_power(ctx: ChartContext) -> dict:
     site = ctx.sites[0]
     rows = gpu_selectors.sites_gpu_buckets(user=ctx.user, site_ids=[site.pk], start=ctx.time_range.start,
-                                           end=ctx.time_range.end)[site.pk]
+                                           end=ctx.time_range.end, now=ctx.now)[site.pk]
     return charts.power_energy_figure(rows=rows, capacity_kw=float(site.power_capacity_kw), pue=float(site.pue),
                                       time_zone=site.time_zone)
 
@@ -195,14 +195,17 @@ def _node_problem(row: dict) -> bool:
             or row["clock_skewed"])
 
 
-def _site_tables(*, user, site: Site, now: dt.datetime, light: bool = False, all_nodes: bool = False) -> dict:
+def _site_tables(*, user, site: Site, now: dt.datetime, light: bool = False, all_nodes: bool = False,
+                 node_states: dict[int, dict[str, int]] | None = None) -> dict:
     """Per-node staleness (GPUs counted per node in SQL) and per-endpoint tokens/latency for the site page (and its
     live JSON). 4 queries. Unless `all_nodes`, the node rows are the problem nodes first (all of them), then healthy
     ones by hostname up to `NODE_TABLE_ROWS`; `nodes_total` / `nodes_hidden` say how many there are and are not."""
     from sites.dashboard import STALE_AFTER_POLLS, node_gpu_states
 
     stale_after = dt.timedelta(seconds=STALE_AFTER_POLLS * site.gpu_poll_interval_s)
-    states = node_gpu_states(user=user, sites=[site], now=now).get(site.pk, {})
+    # The site card's counts at the same `now` when the view has them (one grouped count over the GPUs, not two).
+    states = node_states if node_states is not None else node_gpu_states(user=user, sites=[site], now=now).get(
+        site.pk, {})
     nodes = {}
     node_qs = Node.objects.visible_to(user).filter(site=site)
     fields = ("pk", "hostname", "status", "last_seen_at", "driver_version", "clock_offset_s")
@@ -253,12 +256,12 @@ def _ms(seconds: float | None) -> str:
     return "—" if seconds is None else f"{seconds * 1000:,.0f} ms"
 
 
-def site_table_fields(*, user, site: Site, now: dt.datetime,
-                      all_nodes: bool = False) -> tuple[dict[str, str], list[str]]:
+def site_table_fields(*, user, site: Site, now: dt.datetime, all_nodes: bool = False,
+                      node_states: dict[int, dict[str, int]] | None = None) -> tuple[dict[str, str], list[str]]:
     """The live-updated cells of the site page's node and endpoint tables (`data-live` keys), and stale keys: the
     rows the page lists (problem nodes and the first healthy ones, or all with `all_nodes`). A node that turns stale
     after the page loaded is named by the site's alerts on the same refresh (they cover every node)."""
-    tables = _site_tables(user=user, site=site, now=now, light=True, all_nodes=all_nodes)
+    tables = _site_tables(user=user, site=site, now=now, light=True, all_nodes=all_nodes, node_states=node_states)
     fields, stale = {}, []
     for r in tables["node_rows"]:
         p = f"node-{r['node'].pk}"
@@ -275,8 +278,8 @@ def site_table_fields(*, user, site: Site, now: dt.datetime,
     return fields, stale
 
 
-dashboard.SITE_PAGE_PROVIDERS["telemetry"] = lambda *, user, site, now, all_nodes=False: _site_tables(
-    user=user, site=site, now=now, all_nodes=all_nodes)
+dashboard.SITE_PAGE_PROVIDERS["telemetry"] = lambda *, user, site, now, all_nodes=False, node_states=None: (
+    _site_tables(user=user, site=site, now=now, all_nodes=all_nodes, node_states=node_states))
 dashboard.SITE_FIELDS_PROVIDERS["telemetry"] = site_table_fields
 
 
