@@ -61,3 +61,22 @@ def usage(*, endpoint, model: str, end: dt.datetime, seconds: int, prompt: int, 
 
 
 __all__ = ["GpuRollup1m", "gpu_rollups", "minute_rollups", "sample", "usage"]
+
+
+def hourly_uneven(gpu, start: dt.datetime, hours: int, *, phase: int = 0) -> None:
+    """Hourly rollups whose utilization and sample counts vary (some hours have none), so a plain mean would
+    differ from the sample-weighted one."""
+    GpuRollup1h.objects.bulk_create([
+        GpuRollup1h(gpu=gpu, bucket=start + dt.timedelta(hours=h), sample_count=360,
+                    util_samples=0 if (h + phase) % 11 == 5 else 100 + (h * 37 + phase) % 260,
+                    util_mean_pct=None if (h + phase) % 11 == 5 else float((h * 13 + phase * 7) % 101),
+                    power_samples=360, power_mean_w=300.0, energy_j=Decimal("1000"))
+        for h in range(hours)])
+
+
+def util_mean_slow(gpu_ids: list[int], start: dt.datetime, end: dt.datetime) -> float | None:
+    """The sample-weighted utilization of hourly rollups in [start, end), row by row (the figure to match)."""
+    rows = GpuRollup1h.objects.filter(gpu_id__in=gpu_ids, bucket__gte=start, bucket__lt=end)
+    weighted = sum(r.util_mean_pct * r.util_samples for r in rows if r.util_samples)
+    n = sum(r.util_samples for r in rows if r.util_samples)
+    return weighted / n if n else None

@@ -5,7 +5,6 @@ node rows, and cached pieces never hide a new reading from the next live refresh
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
 
 import pytest
 import time_machine
@@ -34,28 +33,13 @@ def _frozen():
     cache.clear()
 
 
-def _hourly(gpu, start: dt.datetime, hours: int, *, phase: int = 0) -> None:
-    """Hourly rollups whose utilization and sample counts vary, so a plain mean would differ from the weighted."""
-    GpuRollup1h.objects.bulk_create([
-        GpuRollup1h(gpu=gpu, bucket=start + dt.timedelta(hours=h), sample_count=360,
-                    util_samples=0 if (h + phase) % 11 == 5 else 100 + (h * 37 + phase) % 260,
-                    util_mean_pct=None if (h + phase) % 11 == 5 else float((h * 13 + phase * 7) % 101),
-                    power_samples=360, power_mean_w=300.0, energy_j=Decimal("1000"))
-        for h in range(hours)])
-
-
-def _slow_mean(gpu_ids: list[int], start: dt.datetime, end: dt.datetime) -> float | None:
-    rows = GpuRollup1h.objects.filter(gpu_id__in=gpu_ids, bucket__gte=start, bucket__lt=end)
-    weighted = sum(r.util_mean_pct * r.util_samples for r in rows if r.util_samples)
-    n = sum(r.util_samples for r in rows if r.util_samples)
-    return weighted / n if n else None
 
 
 def test_util_blocks_equal_weighted_hourly_means_and_rerun_changes_nothing(world) -> None:
     # given: three days of uneven hourly rollups of two GPUs
     gpu_2 = factories.GpuFactory(node=world.node_a, index=1)
-    _hourly(world.gpu_a, DAY0, 72)
-    _hourly(gpu_2, DAY0, 72, phase=3)
+    seed.hourly_uneven(world.gpu_a, DAY0, 72)
+    seed.hourly_uneven(gpu_2, DAY0, 72, phase=3)
     # when: the rollup service computes the blocks, twice
     first = rollups.gpu_util_rollup_compute(start=DAY0, end=DAY0 + dt.timedelta(days=3))
     before = sorted(GpuUtilRollup.objects.values_list("gpu_id", "span_h", "bucket", "util_samples", "util_mean_pct"))
@@ -66,7 +50,7 @@ def test_util_blocks_equal_weighted_hourly_means_and_rerun_changes_nothing(world
     assert [(g, s, b, n, pytest.approx(m)) for g, s, b, n, m in before] == after
     for gpu_id, span_h, bucket, n, mean in after:
         end = bucket + dt.timedelta(hours=span_h)
-        assert mean == pytest.approx(_slow_mean([gpu_id], bucket, end))
+        assert mean == pytest.approx(seed.util_mean_slow([gpu_id], bucket, end))
         assert n == sum(GpuRollup1h.objects.filter(gpu_id=gpu_id, bucket__gte=bucket, bucket__lt=end)
                         .values_list("util_samples", flat=True))
 
@@ -93,7 +77,7 @@ def test_heatmap_from_day_blocks_equals_the_slow_way(world, monkeypatch, columns
     gpus = [world.gpu_a, factories.GpuFactory(node=world.node_a, index=1),
             factories.GpuFactory(node=world.node_a, index=2)]
     for i, g in enumerate(gpus):
-        _hourly(g, DAY0 - dt.timedelta(days=27), 24 * 30 + 12, phase=i)
+        seed.hourly_uneven(g, DAY0 - dt.timedelta(days=27), 24 * 30 + 12, phase=i)
     rollups.gpu_util_rollup_compute(start=DAY0 - dt.timedelta(days=27), end=NOW)
     monkeypatch.setattr(gpu_selectors, "HEATMAP_MAX_CELLS", columns * len(gpus))
     start = NOW - dt.timedelta(days=30)
@@ -104,7 +88,7 @@ def test_heatmap_from_day_blocks_equals_the_slow_way(world, monkeypatch, columns
     assert heatmap["step"] == dt.timedelta(days=days) and heatmap["rows"] == "gpu"
     for r, gpu_id in enumerate(heatmap["gpu_ids"]):
         for c, col in enumerate(heatmap["columns"]):
-            expected = _slow_mean([gpu_id], col, col + heatmap["step"])
+            expected = seed.util_mean_slow([gpu_id], col, col + heatmap["step"])
             assert heatmap["util_pct"][r][c] == (pytest.approx(expected) if expected is not None else None)
 
 
@@ -114,7 +98,7 @@ def test_big_site_heatmap_rows_are_node_means_equal_to_the_slow_way(world, monke
     gpus = {world.node_a.pk: [world.gpu_a, factories.GpuFactory(node=world.node_a, index=1)],
             node_b.pk: [factories.GpuFactory(node=node_b, index=i) for i in range(3)]}
     for i, g in enumerate(g for group in gpus.values() for g in group):
-        _hourly(g, NOW.replace(minute=0, second=0) - dt.timedelta(hours=30), 30, phase=i)
+        seed.hourly_uneven(g, NOW.replace(minute=0, second=0) - dt.timedelta(hours=30), 30, phase=i)
     rollups.gpu_util_rollup_compute(start=NOW - dt.timedelta(hours=30), end=NOW)  # node rows read node blocks
     monkeypatch.setattr(gpu_selectors, "HEATMAP_MAX_ROWS", 3)
     start = NOW - dt.timedelta(hours=24)
@@ -129,7 +113,7 @@ def test_big_site_heatmap_rows_are_node_means_equal_to_the_slow_way(world, monke
     for r, node_id in enumerate([world.node_a.pk, node_b.pk]):
         ids = [g.pk for g in gpus[node_id]]
         for c, col in enumerate(heatmap["columns"]):
-            expected = _slow_mean(ids, col, col + heatmap["step"])
+            expected = seed.util_mean_slow(ids, col, col + heatmap["step"])
             assert heatmap["util_pct"][r][c] == (pytest.approx(expected) if expected is not None else None)
     assert fig["data"][0]["y"][1] == "zz-&lt;b&gt;node&lt;/b&gt; (3 GPUs)"
     assert fig["layout"]["yaxis"]["title"]["text"].startswith("node (mean of its GPUs)")
@@ -140,13 +124,13 @@ def test_big_site_heatmap_rows_are_node_means_equal_to_the_slow_way(world, monke
                                                    end=NOW, now=NOW)
     assert binned["rows"] == "nodes" and binned["gpus"] == [f"{world.node_a.hostname} … zz-<b>node</b> (5 GPUs)"]
     col = binned["columns"][3]
-    assert binned["util_pct"][0][3] == pytest.approx(_slow_mean([g.pk for gs in gpus.values() for g in gs], col,
-                                                                col + binned["step"]))
+    every_gpu = [g.pk for gs in gpus.values() for g in gs]
+    assert binned["util_pct"][0][3] == pytest.approx(seed.util_mean_slow(every_gpu, col, col + binned["step"]))
 
 
 def test_cached_heatmap_shows_a_new_reading_on_the_next_refresh(world) -> None:
     # given: a 24-hour heatmap read once (settled pieces now cached)
-    _hourly(world.gpu_a, NOW.replace(minute=0, second=0) - dt.timedelta(hours=30), 30)
+    seed.hourly_uneven(world.gpu_a, NOW.replace(minute=0, second=0) - dt.timedelta(hours=30), 30)
     user, start = world.users["viewer"], NOW - dt.timedelta(hours=24)
     first = gpu_selectors.site_gpu_heatmap_binned(user=user, site=world.site_a, start=start, end=NOW, now=NOW)
     assert first["util_pct"][0][-1] is None  # the hour in progress has not rolled up yet

@@ -5,7 +5,6 @@ horizon, and the site page's node table lists every problem node while paging th
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
 
 import pytest
 import time_machine
@@ -32,21 +31,6 @@ def _frozen():
     cache.clear()
 
 
-def _hourly(gpu, start: dt.datetime, hours: int, *, phase: int = 0) -> None:
-    """Uneven hourly rollups (sample counts vary, some hours have no utilization), so plain means would differ."""
-    GpuRollup1h.objects.bulk_create([
-        GpuRollup1h(gpu=gpu, bucket=start + dt.timedelta(hours=h), sample_count=360,
-                    util_samples=0 if (h + phase) % 11 == 5 else 100 + (h * 37 + phase) % 260,
-                    util_mean_pct=None if (h + phase) % 11 == 5 else float((h * 13 + phase * 7) % 101),
-                    power_samples=360, power_mean_w=300.0, energy_j=Decimal("1000"))
-        for h in range(hours)])
-
-
-def _slow_mean(gpu_ids: list[int], start: dt.datetime, end: dt.datetime) -> float | None:
-    rows = GpuRollup1h.objects.filter(gpu_id__in=gpu_ids, bucket__gte=start, bucket__lt=end)
-    weighted = sum(r.util_mean_pct * r.util_samples for r in rows if r.util_samples)
-    n = sum(r.util_samples for r in rows if r.util_samples)
-    return weighted / n if n else None
 
 
 def _two_nodes(world):
@@ -65,7 +49,7 @@ def test_node_blocks_equal_weighted_means_of_their_gpus_and_rerun_changes_nothin
     # given: two days of uneven hourly rollups of 5 GPUs on 2 nodes
     _, gpus = _two_nodes(world)
     for i, g in enumerate(g for group in gpus.values() for g in group):
-        _hourly(g, DAY0, 48, phase=i)
+        seed.hourly_uneven(g, DAY0, 48, phase=i)
     # when: the blocks are computed, twice
     rollups.gpu_util_rollup_compute(start=DAY0, end=DAY0 + dt.timedelta(days=2))
     before = _blocks(NodeUtilRollup)
@@ -77,7 +61,7 @@ def test_node_blocks_equal_weighted_means_of_their_gpus_and_rerun_changes_nothin
     for node_id, span_h, bucket, n, mean in after:
         ids = [g.pk for g in gpus[node_id]]
         end = bucket + dt.timedelta(hours=span_h)
-        expected = _slow_mean(ids, bucket, end)
+        expected = seed.util_mean_slow(ids, bucket, end)
         assert mean == (pytest.approx(expected) if expected is not None else None)
         assert n == sum(GpuRollup1h.objects.filter(gpu_id__in=ids, bucket__gte=bucket, bucket__lt=end)
                         .values_list("util_samples", flat=True))
@@ -89,7 +73,7 @@ def test_big_site_heatmap_from_node_blocks_equals_the_slow_way(world, monkeypatc
     _, gpus = _two_nodes(world)
     first = DAY0 - dt.timedelta(days=28)
     for i, g in enumerate(g for group in gpus.values() for g in group):
-        _hourly(g, first, 24 * 31 + 12, phase=i)
+        seed.hourly_uneven(g, first, 24 * 31 + 12, phase=i)
     rollups.gpu_util_rollup_compute(start=first, end=NOW)
     monkeypatch.setattr(gpu_selectors, "HEATMAP_MAX_ROWS", 3)
     monkeypatch.setattr(gpu_selectors, "HEATMAP_MAX_CELLS", 2 * 30)  # 30 columns: 1 h, 6 h and 1 d columns
@@ -102,7 +86,7 @@ def test_big_site_heatmap_from_node_blocks_equals_the_slow_way(world, monkeypatc
     for r, node_id in enumerate(gpus):
         ids = [g.pk for g in gpus[node_id]]
         for c, col in enumerate(heatmap["columns"]):
-            expected = _slow_mean(ids, col, col + heatmap["step"])
+            expected = seed.util_mean_slow(ids, col, col + heatmap["step"])
             assert heatmap["util_pct"][r][c] == (pytest.approx(expected) if expected is not None else None)
 
 
@@ -111,7 +95,7 @@ def test_big_site_heatmap_shows_a_new_reading_on_the_next_refresh(world, monkeyp
     _two_nodes(world)
     monkeypatch.setattr(gpu_selectors, "HEATMAP_MAX_ROWS", 3)
     hour = NOW.replace(minute=0, second=0)
-    _hourly(world.gpu_a, hour - dt.timedelta(hours=30), 30)
+    seed.hourly_uneven(world.gpu_a, hour - dt.timedelta(hours=30), 30)
     rollups.gpu_util_rollup_compute(start=hour - dt.timedelta(hours=30), end=NOW)
     user, start = world.users["viewer"], NOW - dt.timedelta(hours=24)
     before = gpu_selectors.site_gpu_heatmap_binned(user=user, site=world.site_a, start=start, end=NOW, now=NOW)
@@ -130,7 +114,7 @@ def test_history_without_blocks_is_backfilled_one_day_per_run_newest_first(world
     # given: three days of hourly rollups from before the blocks existed (none computed)
     _, gpus = _two_nodes(world)
     for i, g in enumerate(g for group in gpus.values() for g in group):
-        _hourly(g, DAY0, 72 + 12, phase=i)
+        seed.hourly_uneven(g, DAY0, 72 + 12, phase=i)
     rollups.gpu_util_rollup_compute(start=DAY0, end=NOW)
     expected_gpu, expected_node = _blocks(GpuUtilRollup), _blocks(NodeUtilRollup)
     GpuUtilRollup.objects.all().delete()
@@ -158,7 +142,7 @@ def test_retention_prunes_blocks_with_the_hourly_rollups_horizon(world) -> None:
     # given: blocks of three days, then the hourly rollups of the first day pruned (their horizon moved)
     _, gpus = _two_nodes(world)
     for i, g in enumerate(g for group in gpus.values() for g in group):
-        _hourly(g, DAY0, 72, phase=i)
+        seed.hourly_uneven(g, DAY0, 72, phase=i)
     rollups.gpu_util_rollup_compute(start=DAY0, end=DAY0 + dt.timedelta(days=3))
     GpuRollup1h.objects.filter(bucket__lt=DAY0 + dt.timedelta(days=1)).delete()
     # when: retention runs, twice
@@ -173,7 +157,7 @@ def test_retention_prunes_blocks_with_the_hourly_rollups_horizon(world) -> None:
 
 def test_retention_keeps_everything_while_hourly_rollups_are_kept(world) -> None:
     # given
-    _hourly(world.gpu_a, DAY0, 48)
+    seed.hourly_uneven(world.gpu_a, DAY0, 48)
     rollups.gpu_util_rollup_compute(start=DAY0, end=DAY0 + dt.timedelta(days=2))
     count = GpuUtilRollup.objects.count() + NodeUtilRollup.objects.count()
     # when
