@@ -11,8 +11,9 @@ stored in the future or refused. The rule (`report_clock_correct`) is pure; each
 - push API without `sent_at` (older agents): the reading was taken at or before receipt, but how long before is
   unknown (buffered reports), so only a clock that is *ahead* can be measured.
 - queue (NVML worker): the scheduler stamps `ordered_at` into the poll's kwargs when it sends it; the node reads
-  after that and, since the poll expires after `window_s`, before ordered_at + window_s (and before the ingest
-  runs). Queue lag moves the reading inside that window, so it is never mistaken for skew; ingest lag plays no part.
+  after that and before ordered_at + window_s (and before the ingest runs): the node's worker drops a poll whose
+  window has passed, judged by the *broker's* clock (`central_now`), never its own. Queue lag moves the reading
+  inside that window, so it is never mistaken for skew; ingest lag plays no part.
 - queue without `ordered_at` (dcgm-exporter polls read centrally, messages from before this change): like a push
   without `sent_at`.
 """
@@ -20,14 +21,19 @@ stored in the future or refused. The rule (`report_clock_correct`) is pure; each
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
+import threading
 from dataclasses import replace
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.utils import timezone
 
 from sites.models import Node
 from telemetry.collectors.nvml import NodeReading, reading_from_dict
+
+logger = logging.getLogger(__name__)
 
 # Offsets that differ by less than this from the recorded one are not written again (one UPDATE saved per report).
 RECORD_CHANGE_S = 0.5
@@ -76,6 +82,48 @@ def tolerance_s() -> float:
 def poll_order_clock(*, window_s: float) -> dict:
     """The central timestamp a poll order carries (task kwargs): when it was sent, and how long it stays valid."""
     return {"ordered_at": timezone.now().isoformat(), "window_s": window_s}
+
+
+def poll_order_age_s(*, ordered_at: str, now: dt.datetime) -> float:
+    """Seconds since the poll was ordered, by `now` (a central clock)."""
+    return (now - dt.datetime.fromisoformat(ordered_at)).total_seconds()
+
+
+_broker_clock = threading.local()  # per process (cleared after the fork by `broker_clock_reset`) and per thread
+BROKER_CLOCK_TIMEOUT_S = 2.0
+
+
+def central_now() -> dt.datetime:
+    """Now on a central clock, as a GPU node's worker can read it without trusting its own: the broker's clock
+    (Redis `TIME`, one round trip) when the broker is Redis. Any other broker (the embedded filesystem one of a
+    single machine, RabbitMQ), or Redis not answering, gives this machine's clock, as Celery's `expires` did."""
+    client = _broker_clock_client()
+    if client is not None:
+        try:
+            seconds, micros = client.time()
+            return dt.datetime.fromtimestamp(seconds + micros / 1e6, tz=dt.UTC)
+        except Exception:  # noqa: BLE001 - the poll goes on with the local clock; the next one reconnects
+            logger.warning("could not read the broker's clock; judging the poll by this node's clock", exc_info=True)
+            broker_clock_reset()
+    return timezone.now()
+
+
+def broker_clock_reset() -> None:
+    """Forget this process's broker connection (after a fork, or after an error)."""
+    _broker_clock.__dict__.clear()
+
+
+def _broker_clock_client():
+    if "client" not in _broker_clock.__dict__:
+        url = settings.CELERY_BROKER_URL
+        client = None
+        if urlsplit(url).scheme in ("redis", "rediss"):
+            import redis
+
+            client = redis.Redis.from_url(url, socket_timeout=BROKER_CLOCK_TIMEOUT_S,
+                                          socket_connect_timeout=BROKER_CLOCK_TIMEOUT_S)
+        _broker_clock.client = client
+    return _broker_clock.client
 
 
 def node_report_from_push(*, node_id: int, data: dict, received_at: dt.datetime) -> NodeReading:

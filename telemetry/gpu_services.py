@@ -521,10 +521,19 @@ def gpu_node_poll(*, node_id: int, hostname: str, simulated: bool = False, order
     """On the GPU node: read NVML once (this process's reader) and send the report to the `ingest` queue.
     Touches no database: a node worker needs only the broker. A simulated (demo) node is read from the
     simulator behind the same reader interface, its report labelled `source="sim"`. The order's central
-    timestamp (`ordered_at`, `window_s`) travels on with the report: the ingest measures the node's clock by it."""
+    timestamp (`ordered_at`, `window_s`) travels on with the report: the ingest measures the node's clock by it.
+
+    A poll older than its window (a backlog: the worker was down or busy) is dropped, not run: each would read
+    *now* and stand for a past slot. Its age is judged by the broker's clock, not the node's, so a node whose
+    clock runs minutes ahead still runs its polls (and the ingest measures and corrects the offset)."""
+    from telemetry.clock import central_now, poll_order_age_s
     from telemetry.collectors.nvml import get_reader, reading_to_dict
     from telemetry.tasks.gpu import gpu_report_ingest_task
 
+    if ordered_at and window_s:
+        age_s = poll_order_age_s(ordered_at=ordered_at, now=central_now())
+        if age_s > window_s:
+            return {"node": hostname, "skipped": f"ordered {age_s:.1f} s ago, past its {window_s:g} s window"}
     reading = _simulated_reading(hostname) if simulated else get_reader().read()
     clock = {"ordered_at": ordered_at, "window_s": window_s} if ordered_at else {}
     gpu_report_ingest_task.apply_async(args=[node_id, reading_to_dict(reading)], kwargs=clock, queue=INGEST_QUEUE)
@@ -559,31 +568,46 @@ INGEST_QUEUE = "ingest"
 SCRAPE_QUEUE = "scrape"
 
 
+# How far ahead a node's clock may run and still receive its polls (see poll_route). A clock off by more than an
+# hour also breaks TLS to the broker; such a node goes stale and is alerted.
+NODE_CLOCK_AHEAD_MAX_S = 3600
+
+
 def poll_route(order: PollOrder) -> dict:
-    """apply_async options of a poll: its queue, and `expires` ≈ the interval so a backlog is dropped."""
+    """apply_async options of a poll: its queue and `expires`. A dcgm poll runs centrally and expires after one
+    interval, so a backlog is dropped. An NVML poll runs on the node, and Celery compares `expires` with the
+    node's own clock: with one interval, a clock ahead by more than that would drop every poll. So its `expires`
+    allows a clock up to NODE_CLOCK_AHEAD_MAX_S ahead, and `gpu_node_poll` drops a backlog by the broker's clock."""
     from factory_portal.celery import node_queue
 
-    queue = node_queue(order.hostname) if order.mode == GpuCollectorMode.NVML_WORKER else SCRAPE_QUEUE
-    return {"queue": queue, "expires": order.interval_s}
+    if order.mode == GpuCollectorMode.NVML_WORKER:
+        return {"queue": node_queue(order.hostname), "expires": order.interval_s + NODE_CLOCK_AHEAD_MAX_S}
+    return {"queue": SCRAPE_QUEUE, "expires": order.interval_s}
+
+
+def poll_message(order: PollOrder) -> tuple[str, list, dict, dict]:
+    """What the scheduler sends for one order: (task name, args, kwargs, apply_async options)."""
+    from telemetry.clock import poll_order_clock
+    from telemetry.tasks.gpu import gpu_dcgm_poll_task, gpu_node_poll_task
+
+    if order.mode == GpuCollectorMode.NVML_WORKER:
+        kwargs = {"simulated": True} if order.simulated else {}
+        kwargs |= poll_order_clock(window_s=order.interval_s)
+        return gpu_node_poll_task.name, [order.node_id, order.hostname], kwargs, poll_route(order)
+    return gpu_dcgm_poll_task.name, [order.node_id], {}, poll_route(order)
 
 
 def gpu_polls_schedule(*, now: dt.datetime) -> list[PollOrder]:
     """Claim due sites and enqueue one poll per node (after commit): NVML polls to `node.<hostname>`,
     dcgm polls to `scrape`."""
-    from telemetry.clock import poll_order_clock
-    from telemetry.tasks.gpu import gpu_dcgm_poll_task, gpu_node_poll_task
+    from celery import current_app
 
     orders = gpu_polls_claim_due(now=now)
 
     def send() -> None:
         for order in orders:
-            if order.mode == GpuCollectorMode.NVML_WORKER:
-                kwargs = {"simulated": True} if order.simulated else {}
-                kwargs |= poll_order_clock(window_s=poll_route(order)["expires"])
-                gpu_node_poll_task.apply_async(args=[order.node_id, order.hostname], kwargs=kwargs,
-                                               **poll_route(order))
-            else:
-                gpu_dcgm_poll_task.apply_async(args=[order.node_id], **poll_route(order))
+            name, args, kwargs, options = poll_message(order)
+            current_app.tasks[name].apply_async(args=args, kwargs=kwargs, **options)
 
     transaction.on_commit(send)
     return orders

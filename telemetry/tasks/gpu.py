@@ -19,6 +19,7 @@ from django.utils import timezone
 from kombu.exceptions import ContentDisallowed, SerializationError
 
 from telemetry import gpu_services, retention, rollups
+from telemetry.clock import broker_clock_reset
 from telemetry.collectors.nvml import reset_reader
 from telemetry.gpu_services import INGEST_QUEUE, QueuedReport
 
@@ -42,7 +43,8 @@ DATABASE_RETRY = {"autoretry_for": (OperationalError, InterfaceError), "retry_ba
 def _nvml_per_process(**kwargs) -> None:
     # A prefork child must not inherit the parent's NVML session: each child initialises its own, lazily.
     reset_reader()
-    _drain_local.__dict__.clear()  # nor the parent's broker connection
+    _drain_local.__dict__.clear()  # nor the parent's broker connections
+    broker_clock_reset()
 
 
 @shared_task(soft_time_limit=20, time_limit=30, acks_late=False)

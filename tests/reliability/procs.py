@@ -103,11 +103,12 @@ def worker_env(*, broker_url: str, db_name: str, var_dir: Path, **extra: str) ->
 class Worker:
     """`celery -A tests.reliability.celery_app worker` in its own session, so SIGKILL reaches its children."""
 
-    def __init__(self, env: dict[str, str], *, queues: str, name: str, log: Path, concurrency: int = 1) -> None:
+    def __init__(self, env: dict[str, str], *, queues: str, name: str, log: Path, concurrency: int = 1,
+                 launcher: tuple[str, ...] = ("-m", "celery"), app: str = "tests.reliability.celery_app") -> None:
         self.log_path = log
         self._log = open(log, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tests.reliability.celery_app", "worker", "-Q", queues,
+            [sys.executable, *launcher, "-A", app, "worker", "-Q", queues,
              "-c", str(concurrency), "--without-heartbeat", "--without-mingle", "--without-gossip",
              "-n", f"{name}@reliability", "--loglevel", "INFO"],
             cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -8,14 +8,16 @@ import math
 
 import pytest
 import time_machine
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from sites.dashboard import site_cards
 from sites.models import Node
-from telemetry.clock import node_report_from_queue, report_clock_correct
-from telemetry.collectors.nvml import reading_to_dict
-from telemetry.gpu_services import node_agent_token_issue
+from telemetry.clock import broker_clock_reset, central_now, node_report_from_queue, report_clock_correct
+from telemetry.collectors.nvml import reading_to_dict, reset_reader, set_reader
+from telemetry.gpu_services import gpu_node_poll, node_agent_token_issue
 from telemetry.models import GpuSample
+from tests.reliability.procs import Redis, free_port
 from tests.telemetry.fake_pynvml import h100
 from tests.telemetry.gpu_support import T0, Rig
 
@@ -156,3 +158,64 @@ def test_a_node_whose_clock_is_fixed_clears_its_offset(world) -> None:
                            ordered_at=T0.isoformat(), window_s=10, received_at=T0 + _s(2))
     # then
     assert Node.objects.get(pk=world.node_a.pk).clock_offset_s == 0
+
+
+# -- the central clock a node's worker judges a poll's age by -------------------------------------------------------
+@pytest.fixture
+def fresh_broker_clock():
+    broker_clock_reset()
+    yield
+    broker_clock_reset()
+
+
+def test_central_now_is_the_brokers_clock_when_the_broker_is_redis(settings, fresh_broker_clock) -> None:
+    # given: a real Redis on loopback as the broker
+    redis = Redis()
+    redis.start()
+    try:
+        settings.CELERY_BROKER_URL = redis.url
+        # when: this process's clock is an hour ahead
+        with time_machine.travel(dt.datetime.now(dt.UTC) + dt.timedelta(hours=1), tick=True):
+            local = timezone.now()
+            central = central_now()
+            again = central_now()
+    finally:
+        redis.stop()
+    # then: the broker's time, not this process's
+    assert abs((local - central).total_seconds() - 3600) < 5
+    assert central <= again
+
+
+def test_central_now_falls_back_to_the_local_clock_without_a_redis_broker(settings, fresh_broker_clock) -> None:
+    # given: an embedded broker, then a Redis URL nothing listens on
+    settings.CELERY_BROKER_URL = "filesystem://"
+    with time_machine.travel(T0, tick=False):
+        # when / then
+        assert central_now() == T0
+    broker_clock_reset()
+    settings.CELERY_BROKER_URL = f"redis://127.0.0.1:{free_port()}/0"
+    with time_machine.travel(T0, tick=False):
+        assert central_now() == T0  # logged as a warning, and the poll goes on
+
+
+@pytest.mark.django_db
+def test_a_poll_past_its_window_is_dropped_and_a_fresh_one_runs(world, settings, fresh_broker_clock) -> None:
+    # given: the embedded broker (the central clock is this machine's), a fake node
+    settings.CELERY_BROKER_URL = "filesystem://"
+    rig = Rig([h100(0)], hostname="node-a", start=T0)
+    set_reader(rig.reader)
+    try:
+        with time_machine.travel(T0, tick=False):
+            # when: a poll ordered 30 s ago with a 10 s window, then one ordered 2 s ago
+            stale = gpu_node_poll(node_id=world.node_a.pk, hostname="node-a",
+                                  ordered_at=(T0 - dt.timedelta(seconds=30)).isoformat(), window_s=10)
+            again = gpu_node_poll(node_id=world.node_a.pk, hostname="node-a",
+                                  ordered_at=(T0 - dt.timedelta(seconds=30)).isoformat(), window_s=10)
+            fresh = gpu_node_poll(node_id=world.node_a.pk, hostname="node-a",
+                                  ordered_at=(T0 - dt.timedelta(seconds=2)).isoformat(), window_s=10)
+    finally:
+        reset_reader()
+    # then: the stale one read nothing and sent nothing; the fresh one was stored
+    assert stale == again == {"node": "node-a", "skipped": "ordered 30.0 s ago, past its 10 s window"}
+    assert fresh["gpus"] == 1
+    assert GpuSample.objects.filter(gpu__node=world.node_a).count() == 1
