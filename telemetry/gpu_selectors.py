@@ -590,19 +590,26 @@ def site_gpu_heatmap_binned(*, user: User, site: Site, start: dt.datetime, end: 
     query, and cached (`HEATMAP_CACHE_S`) per (site, source, step, rows, piece): a 15-second refresh of a
     30-day heatmap then reads only the last hour's rows.
     """
+    return _site_heatmap(site=site, nodes=Node.objects.visible_to(user).filter(site=site),
+                         gpus=Gpu.objects.visible_to(user).filter(node__site=site), start=start, end=end,
+                         now=now or end)
+
+
+def _site_heatmap(*, site: Site, nodes, gpus, start: dt.datetime, end: dt.datetime, now: dt.datetime,
+                  touch: bool = False) -> dict:
+    """`site_gpu_heatmap_binned` over the given (already scoped) node and GPU querysets. `touch`: a cached settled
+    matrix gets its expiry renewed (the pre-warm keeps what users read warm)."""
     from django.core.cache import cache
 
-    now = now or end
     # GPUs counted per node first: a big site's rows are its nodes, so its 9,000 GPUs are never listed one by one.
-    nodes = list(Node.objects.visible_to(user).filter(site=site).annotate(n=Count("gpus"), top=Max("gpus__id"))
+    nodes = list(nodes.annotate(n=Count("gpus"), top=Max("gpus__id"))
                  .filter(n__gt=0).order_by("hostname").values_list("pk", "hostname", "n", "top"))
     gpu_count, top_id = sum(n[2] for n in nodes), max((n[3] for n in nodes), default=0)
-    gpus: list[tuple] = []
     if gpu_count <= HEATMAP_MAX_ROWS:
-        gpus = list(Gpu.objects.visible_to(user).filter(node__site=site).order_by("node__hostname", "index")
-                    .values_list("pk", "node_id", "node__hostname", "index"))
+        gpus = list(gpus.order_by("node__hostname", "index").values_list("pk", "node_id", "node__hostname", "index"))
         kind, labels, row_of = heatmap_rows(gpus)
     else:
+        gpus = []
         kind, labels, row_of = heatmap_node_rows([(pk, host, n) for pk, host, n, _ in nodes])
     source, step = heatmap_plan(start=start, end=end, gpus=len(labels))
     first = _floor(start, step)
@@ -625,6 +632,8 @@ def site_gpu_heatmap_binned(*, user: User, site: Site, start: dt.datetime, end: 
     cached = cache.get(matrix_key) if matrix_key else None
     if cached is not None:
         sums, counts = array("d", cached[0]), array("q", cached[1])
+        if touch:
+            cache.touch(matrix_key, HEATMAP_CACHE_S)
     else:
         sums, counts = array("d", bytes(8 * len(labels) * width)), array("q", bytes(8 * len(labels) * width))
         _heatmap_settled(sums, counts, tag=tag, site=site, source=source, by_node=by_node, step=step,
@@ -639,3 +648,38 @@ def site_gpu_heatmap_binned(*, user: User, site: Site, start: dt.datetime, end: 
               for r in range(len(labels))]
     return {"gpus": labels, "gpu_ids": [g[0] for g in gpus] if kind == "gpu" else [], "rows": kind,
             "gpu_count": gpu_count, "columns": columns, "step": step, "util_pct": matrix}
+
+
+# The ranges whose heatmaps the pre-warm keeps cached (the range selector's presets beyond 3 h), and how far ahead of
+# its own clock it also warms: the next run is at most this far away, so a range that moves on by a column (or a
+# settled hour) in between is already cached when users ask. Data that ended more than `HEATMAP_SETTLED_AFTER` ago
+# no longer changes (the rollups re-roll 10 minutes), so warming a minute early caches nothing that could change.
+WARM_RANGES = (dt.timedelta(hours=24), dt.timedelta(days=7), dt.timedelta(days=30))
+WARM_AHEAD = dt.timedelta(seconds=60)
+
+
+def dashboard_cache_shared() -> bool:
+    """Whether the default cache is shared by processes (Redis, Memcached, database, files): only then does a cache
+    filled by a worker reach the web processes. The default local-memory cache is per process."""
+    from django.conf import settings
+
+    backend = settings.CACHES.get("default", {}).get("BACKEND", "")
+    return not backend.endswith(("LocMemCache", "DummyCache"))
+
+
+def site_heatmaps_warm(*, now: dt.datetime, sites: list[Site] | None = None,
+                       ahead: dt.timedelta = WARM_AHEAD) -> int:
+    """Compute the heatmap of every site with GPUs (or of `sites`) for the `WARM_RANGES` ending `now` and `now +
+    ahead` (the interval of its runs), so the settled matrices and pieces users read are in the cache: a user's
+    request then reads only the unsettled tail. Keys are per site (never per user; users read them only for sites
+    `visible_to` them). Idempotent: a second run finds everything cached and renews the matrices' expiry. Returns
+    the number of heatmaps computed."""
+    sites = sites if sites is not None else list(Site.objects.filter(nodes__gpus__isnull=False).distinct())
+    done = 0
+    for site in sites:
+        for at in (now, now + ahead):
+            for span in WARM_RANGES:
+                _site_heatmap(site=site, nodes=Node.objects.filter(site=site), gpus=Gpu.objects.filter(node__site=site),
+                              start=at - span, end=at, now=at, touch=True)
+                done += 1
+    return done
