@@ -16,7 +16,6 @@ from decimal import Decimal
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import connection
 from django.db.models import Avg, Case, Count, F, IntegerField, Max, Q, Sum, Value, When
-from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast, TruncDay, TruncHour
 
 from factory_portal.crypto import hash_token
@@ -207,24 +206,28 @@ def sites_gpu_now(*, user: User, sites: list[Site], now: dt.datetime) -> dict[in
         aggregates |= {f"n{k}": Count("ts", filter=recent), f"util_sum{k}": Sum("util_pct", filter=recent),
                        f"util_n{k}": Count("util_pct", filter=recent), f"power{k}": Avg("power_w", filter=recent),
                        f"last{k}": Max("ts", filter=recent)}
-    # Bounded by the visible GPUs' id range: another partner's fleet is not aggregated to be thrown away.
-    per_gpu = (GpuSample.objects.filter(ts__gte=now - dt.timedelta(seconds=windows[-1]), ts__lte=now,
-                                        gpu_id__gte=RawSQL("(SELECT MIN(gpu_id) FROM m)", []),
-                                        gpu_id__lte=RawSQL("(SELECT MAX(gpu_id) FROM m)", []))
-               .values("gpu_id").annotate(**aggregates).order_by())
+    recent = GpuSample.objects.filter(ts__gte=now - dt.timedelta(seconds=windows[-1]), ts__lte=now)
     gpus_sql, gpus_params = gpus.query.sql_with_params()
-    samples_sql, samples_params = per_gpu.query.sql_with_params()
 
     def pick(field: str) -> str:  # the GPU's own site's window
         return "CASE m.w " + " ".join(f"WHEN {k} THEN p.{field}{k}" for k in range(len(windows))) + " END"
 
+    select = (f"SELECT m.site, COUNT(*), SUM({pick('util_sum')}), SUM({pick('util_n')}), SUM({pick('power')}), "
+              f"MAX({pick('last')})")
+    # The window's readings through the BRIN index on time (a few hundred pages: rows arrive in time order),
+    # grouped per GPU, then joined to the visible GPUs. Bounded by the visible GPUs' id range so another partner's
+    # fleet is mostly not aggregated to be thrown away; `gpu_id + 0` keeps that bound a filter: as an index condition
+    # the planner walked the (gpu, ts) key over every reading of the day for those GPUs (today's partition holds up to
+    # 8,640 a GPU): 376 ms with 2 hours of history at 9,000 GPUs, growing all day.
+    bound = "(SELECT MIN(gpu_id) FROM m)", "(SELECT MAX(gpu_id) FROM m)"
+    per_gpu = (recent.extra(where=[f"({GpuSample._meta.db_table}.gpu_id + 0) BETWEEN {bound[0]} AND {bound[1]}"])
+               .values("gpu_id").annotate(**aggregates).order_by())
+    samples_sql, samples_params = per_gpu.query.sql_with_params()
     materialized = "MATERIALIZED " if connection.vendor == "postgresql" else ""
+    sql = (f"WITH m (gpu_id, site, w) AS {materialized}({gpus_sql}), p AS {materialized}({samples_sql}) {select} "
+           f"FROM p JOIN m ON m.gpu_id = p.gpu_id WHERE {pick('n')} > 0 GROUP BY m.site")
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"WITH m (gpu_id, site, w) AS {materialized}({gpus_sql}), p AS {materialized}({samples_sql}) "
-            f"SELECT m.site, COUNT(*), SUM({pick('util_sum')}), SUM({pick('util_n')}), SUM({pick('power')}), "
-            f"MAX({pick('last')}) FROM p JOIN m ON m.gpu_id = p.gpu_id WHERE {pick('n')} > 0 GROUP BY m.site",
-            [*gpus_params, *samples_params])
+        cursor.execute(sql, [*gpus_params, *samples_params])
         rows = cursor.fetchall()
     out: dict[int, dict] = {}
     for site_id, n_gpus, util_sum, util_n, power, last in rows:
