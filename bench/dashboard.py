@@ -225,10 +225,13 @@ def freshen(*, now: dt.datetime) -> None:
         cursor.execute("UPDATE sites_node SET last_seen_at = %s", [now])
         cursor.execute("UPDATE sites_gpu SET last_seen_at = %s", [now])
         cursor.execute("UPDATE sites_servingendpoint SET last_scraped_at = %s", [now])
+        # Exactly one poll interval's worth of readings per GPU in each 10 s of the window, as the node workers write
+        # them: an earlier freshen's readings of the last minutes are replaced, not stacked.
+        cursor.execute(f"DELETE FROM {GpuSample._meta.db_table} WHERE ts > %s", [now - dt.timedelta(minutes=5)])
         cursor.execute(
             f"""INSERT INTO {GpuSample._meta.db_table} (gpu_id, ts, source, util_pct, power_w, temperature_c)
                 SELECT g.id, %s - (10 * k + 1) * interval '1 second', 'nvml', 50 + k, 400.0, 60
-                FROM sites_gpu g, generate_series(0, 2) AS k ON CONFLICT DO NOTHING""", [now])
+                FROM sites_gpu g, generate_series(0, 2) AS k""", [now])
 
 
 def main() -> None:
