@@ -218,7 +218,7 @@ def sites_gpu_now(*, user: User, sites: list[Site], now: dt.datetime) -> dict[in
     # grouped per GPU, then joined to the visible GPUs. Bounded by the visible GPUs' id range so another partner's
     # fleet is mostly not aggregated to be thrown away; `gpu_id + 0` keeps that bound a filter: as an index condition
     # the planner walked the (gpu, ts) key over every reading of the day for those GPUs (today's partition holds up to
-    # 8,640 a GPU): 376 ms with 2 hours of history at 9,000 GPUs, growing all day.
+    # 8,640 a GPU): 250 ms with 2 hours of history at 9,000 GPUs, even with an empty window, growing all day.
     bound = "(SELECT MIN(gpu_id) FROM m)", "(SELECT MAX(gpu_id) FROM m)"
     per_gpu = (recent.extra(where=[f"({GpuSample._meta.db_table}.gpu_id + 0) BETWEEN {bound[0]} AND {bound[1]}"])
                .values("gpu_id").annotate(**aggregates).order_by())
