@@ -148,7 +148,8 @@ def test_prewarm_is_skipped_with_a_per_process_cache(world) -> None:
     # given: the default local-memory cache (a worker's memory, which no web process reads)
     _three_gpus_of_history(world)
     # when
-    with CaptureQueriesContext(connection) as queries:
+    with override_settings(CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}), \
+            CaptureQueriesContext(connection) as queries:
         result = site_heatmaps_warm_task()
     # then: nothing read, nothing cached
     assert result == {"warmed": 0, "skipped": "the cache is per process"}
