@@ -89,6 +89,13 @@ TEMPLATES = [
 
 DATABASES = {"default": database_from_url(envstr("DATABASE_URL", "sqlite:///var/db.sqlite3"), BASE_DIR)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Covering indexes (INCLUDE) are PostgreSQL's; on SQLite Django drops the extra columns and warns on every migrate.
+SILENCED_SYSTEM_CHECKS = ["models.W040"]
+# Per process by default; CACHE_URL=redis://... shares it between the web processes and the workers, which the
+# dashboards' heatmap pre-warm needs to reach users (docs/dashboards.md, "Caching").
+CACHE_URL = envstr("CACHE_URL", "")
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL} if CACHE_URL
+          else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",

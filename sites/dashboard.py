@@ -14,7 +14,7 @@ import datetime as dt
 import operator
 from collections import defaultdict, namedtuple
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from functools import reduce
 
@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from sites.buildout import BuildoutSummary, buildout_summary, site_today
 from sites.choices import EndpointHealth, GpuStatus, NodeStatus
-from sites.compliance import GpuVersionGroup, SiteCompliance, site_compliance
+from sites.compliance import OK, GpuVersionGroup, ItemCompliance, SiteCompliance, site_compliance
 from sites.models import Gpu, Node, ServingEndpoint, Site, SiteMilestone
 from sites.selectors import User
 
@@ -92,6 +92,12 @@ class SiteCard:
     # Per node id, its GPUs by state (`node_gpu_states`): handed to the site page's providers so the node table does
     # not count 9,000 GPUs a second time in the same request.
     node_states: dict[int, dict[str, int]] = field(default_factory=dict)
+    # The site's node rows (`NodeRow`, by hostname), for the site page's providers (its node table) in the same
+    # request, so 1,125 nodes are read once.
+    nodes: list = field(default_factory=list)
+    # What card providers computed for this card that the site page's providers of the same request can reuse
+    # (telemetry: the endpoints' usage of the last minutes, under "endpoint_usage").
+    shared: dict = field(default_factory=dict)
     # Filled by card providers (see the module docstring). `figures`: numbers in their units — `util_pct`,
     # `gpus_reporting`, `power_w`, `tokens_per_s` — absent when unknown (absent is not zero).
     figures: dict[str, float] = field(default_factory=dict)
@@ -165,9 +171,10 @@ CardProvider = Callable[..., None]
 CARD_PROVIDERS: dict[str, CardProvider] = {}
 
 
-# (user, site, now, all_nodes) → dict: extra context of the site page (e.g. the node and endpoint tables with live
-# figures), and (user, site, now, all_nodes) → (fields, stale keys) for its live JSON. `all_nodes` is the page's
-# "show all nodes" (`?nodes=all`); otherwise a big site's node table lists its problem nodes and the first healthy ones.
+# (user, site, now, all_nodes, node_states, card) → dict: extra context of the site page (e.g. the node and
+# endpoint tables with live figures), and the same arguments → (fields, stale keys) for its live JSON. `all_nodes` is
+# the page's "show all nodes" (`?nodes=all`); otherwise a big site's node table lists its problem nodes and the first
+# healthy ones.
 SitePageProvider = Callable[..., dict]
 SiteFieldsProvider = Callable[..., tuple[dict[str, str], list[str]]]
 SITE_PAGE_PROVIDERS: dict[str, SitePageProvider] = {}
@@ -175,22 +182,25 @@ SITE_FIELDS_PROVIDERS: dict[str, SiteFieldsProvider] = {}
 
 
 def site_page_context(*, user: User, site: Site, now: dt.datetime, all_nodes: bool = False,
-                      node_states: dict[int, dict[str, int]] | None = None) -> dict:
+                      node_states: dict[int, dict[str, int]] | None = None, card: SiteCard | None = None) -> dict:
     """Extra context of the site page from the registered providers. `node_states`: the site card's GPUs by state
-    per node at `now` (None: the providers count them)."""
+    per node at `now` (None: the providers count them); `card`: the site's card of the same request, whose node rows,
+    counts and providers' `shared` figures the providers reuse instead of reading them again."""
     context: dict = {}
     for provider in SITE_PAGE_PROVIDERS.values():
-        context |= provider(user=user, site=site, now=now, all_nodes=all_nodes, node_states=node_states)
+        context |= provider(user=user, site=site, now=now, all_nodes=all_nodes, node_states=node_states, card=card)
     return context
 
 
 def site_live_fields(*, user: User, site: Site, now: dt.datetime, all_nodes: bool = False,
-                     node_states: dict[int, dict[str, int]] | None = None) -> tuple[dict[str, str], list[str]]:
-    """Extra live fields (`data-live` key → text) and stale keys of the site page from the registered providers."""
+                     node_states: dict[int, dict[str, int]] | None = None,
+                     card: SiteCard | None = None) -> tuple[dict[str, str], list[str]]:
+    """Extra live fields (`data-live` key → text) and stale keys of the site page from the registered providers
+    (`card` as for `site_page_context`)."""
     fields: dict[str, str] = {}
     stale: list[str] = []
     for provider in SITE_FIELDS_PROVIDERS.values():
-        f, s = provider(user=user, site=site, now=now, all_nodes=all_nodes, node_states=node_states)
+        f, s = provider(user=user, site=site, now=now, all_nodes=all_nodes, node_states=node_states, card=card)
         fields |= f
         stale += s
     return fields, stale
@@ -270,6 +280,49 @@ def node_gpu_states(*, user: User, sites: list[Site], now: dt.datetime) -> dict[
     return out
 
 
+def gpu_inventory(*, user: User, sites: list[Site], now: dt.datetime
+                  ) -> tuple[dict[int, dict[int, dict[str, int]]], dict[int, list[GpuVersionGroup]]]:
+    """`node_gpu_states` and `gpu_version_groups` from one scan of the sites' GPUs: counted in SQL per (node,
+    reported driver, reported CUDA), then summed per node (states) and per (site, versions) (groups, with the
+    lowest GPU id as example) in Python. A 9,000-GPU site reads ~1,100 rows once instead of scanning its GPUs
+    twice (the live JSON polls this every 15 s)."""
+    if not sites:
+        return {}, {}
+    bad = [GpuStatus.LOST, GpuStatus.UNHEALTHY]
+    rows = (Gpu.objects.visible_to(user).filter(node__site_id__in=[s.pk for s in sites])
+            .values_list("node_id", "node__site_id", "driver_version", "cuda_driver_version")
+            .annotate(lost=Count("pk", filter=Q(status=GpuStatus.LOST)),
+                      unhealthy=Count("pk", filter=Q(status=GpuStatus.UNHEALTHY)),
+                      online=Count("pk", filter=_fresh_q(sites, now) & ~Q(status__in=bad)), total=Count("pk"),
+                      example=Min("pk"))
+            .order_by())
+    states: dict[int, dict[int, dict[str, int]]] = defaultdict(dict)
+    groups: dict[tuple[int, str, str], list[int]] = {}
+    for node_id, site_id, driver, cuda, lost, unhealthy, online, total, example in rows:
+        c = states[site_id].setdefault(node_id, dict.fromkeys(GPU_STATES, 0))
+        c["online"] += online
+        c["stale"] += total - lost - unhealthy - online
+        c["unhealthy"] += unhealthy
+        c["lost"] += lost
+        if driver or cuda:  # as gpu_version_groups: a GPU reporting neither version is not checked
+            g = groups.setdefault((site_id, driver, cuda), [0, example])
+            g[0] += total
+            g[1] = min(g[1], example)
+    return states, _version_groups([(site_id, driver, cuda, n, example)
+                                    for (site_id, driver, cuda), (n, example) in groups.items()])
+
+
+def _version_groups(rows: list[tuple[int, str, str, int, int]]) -> dict[int, list[GpuVersionGroup]]:
+    """(site id, driver, CUDA, GPU count, example GPU id) rows as `GpuVersionGroup`s per site, labelled by example."""
+    labels = {pk: f"{host}/gpu{index}" for pk, host, index in Gpu.objects.filter(
+        pk__in=[r[4] for r in rows]).values_list("pk", "node__hostname", "index")} if rows else {}
+    out: dict[int, list[GpuVersionGroup]] = defaultdict(list)
+    for site_id, driver, cuda, n, example in sorted(rows, key=lambda r: labels.get(r[4], "")):
+        out[site_id].append(GpuVersionGroup(driver_version=driver, cuda_driver_version=cuda, count=n,
+                                            example=labels.get(example, str(example)), example_pk=example))
+    return out
+
+
 def gpu_version_groups(*, user: User, site_ids: list[int]) -> dict[int, list[GpuVersionGroup]]:
     """Per site, its GPUs grouped by reported (driver, CUDA) versions, with a count and one example: compliance
     checks a version pair once, whatever the number of GPUs reporting it. Two queries."""
@@ -277,14 +330,8 @@ def gpu_version_groups(*, user: User, site_ids: list[int]) -> dict[int, list[Gpu
                 .exclude(driver_version="", cuda_driver_version="")
                 .values("node__site_id", "driver_version", "cuda_driver_version")
                 .annotate(n=Count("pk"), example=Min("pk")).order_by())
-    labels = {pk: f"{host}/gpu{index}" for pk, host, index in Gpu.objects.filter(
-        pk__in=[r["example"] for r in rows]).values_list("pk", "node__hostname", "index")} if rows else {}
-    out: dict[int, list[GpuVersionGroup]] = defaultdict(list)
-    for r in sorted(rows, key=lambda r: labels.get(r["example"], "")):
-        out[r["node__site_id"]].append(GpuVersionGroup(
-            driver_version=r["driver_version"], cuda_driver_version=r["cuda_driver_version"], count=r["n"],
-            example=labels.get(r["example"], str(r["example"])), example_pk=r["example"]))
-    return out
+    return _version_groups([(r["node__site_id"], r["driver_version"], r["cuda_driver_version"], r["n"], r["example"])
+                            for r in rows])
 
 
 NODE_FIELDS = ("pk", "site_id", "hostname", "status", "last_seen_at", "last_error", "driver_version",
@@ -294,6 +341,31 @@ NodeRow = namedtuple("NodeRow", NODE_FIELDS)
 
 def _clock_off(offset_s: float | None) -> bool:
     return offset_s is not None and abs(offset_s) > settings.NODE_CLOCK_SKEW_TOLERANCE_S
+
+
+def grouped_site_compliance(*, site: Site, nodes: list[NodeRow], endpoints: list[ServingEndpoint],
+                            gpu_groups: list[GpuVersionGroup]) -> SiteCompliance:
+    """`site_compliance` with the nodes checked once per distinct (driver, CUDA) pair: a pair whose checks all pass
+    becomes one item counting its nodes ("1,100 nodes"), a drifting or unknown pair one item per node (listed by
+    hostname, as before). The counts (ok / drift / unknown) are those of checking every node."""
+    by_versions: dict[tuple[str, str], list[NodeRow]] = defaultdict(list)
+    for n in nodes:
+        by_versions[(n.driver_version, n.cuda_driver_version)].append(n)
+    checked = site_compliance(site=site, nodes=[group[0] for group in by_versions.values()], gpus=[],
+                              endpoints=endpoints, gpu_groups=gpu_groups)
+    first_of = {group[0].pk: group for group in by_versions.values()}
+    items: list[ItemCompliance] = []
+    for item in checked.items:
+        group = first_of.get(item.pk) if item.kind == "node" else None
+        if group is None or len(group) == 1:
+            items.append(item)
+        elif item.state == OK:
+            items.append(replace(item, label=f"{len(group):,} nodes (e.g. {item.label})", count=len(group)))
+        else:
+            items += [replace(item, pk=n.pk, label=n.hostname) for n in group]
+    if any(i.kind == "node" for i in items):  # nodes by hostname first, as when each was checked on its own
+        items.sort(key=lambda i: (i.kind != "node", i.label if i.kind == "node" else ""))
+    return SiteCompliance(pinned=checked.pinned, items=items, unchecked=checked.unchecked)
 
 
 def site_cards(*, user: User, site: Site | None = None, now: dt.datetime | None = None,
@@ -307,8 +379,7 @@ def site_cards(*, user: User, site: Site | None = None, now: dt.datetime | None 
         sites = sites.filter(pk=site.pk)
     sites = list(sites)
     ids = [s.pk for s in sites]
-    states = node_gpu_states(user=user, sites=sites, now=now)
-    versions = gpu_version_groups(user=user, site_ids=ids) if ids else {}
+    states, versions = gpu_inventory(user=user, sites=sites, now=now)
     nodes_by_site: dict[int, list[NodeRow]] = defaultdict(list)
     # Plain tuples, not model instances: a 9,000-GPU site has 1,125 nodes, read on every 15-second refresh.
     for row in Node.objects.visible_to(user).filter(site_id__in=ids).order_by("hostname").values_list(*NODE_FIELDS):
@@ -336,9 +407,9 @@ def site_cards(*, user: User, site: Site | None = None, now: dt.datetime | None 
             site=s, gpus=counts, nodes_total=len(nodes_by_site[s.pk]), endpoints_total=len(endpoints),
             endpoints_unhealthy=sum(1 for e in endpoints if e.health == EndpointHealth.UNHEALTHY),
             buildout=buildout_summary(milestones=milestones_by_site[s.pk], today=site_today(site=s, now=now)),
-            compliance=site_compliance(site=s, nodes=nodes_by_site[s.pk], gpus=[], endpoints=endpoints,
-                                       gpu_groups=versions.get(s.pk, [])),
-            node_gpus=per_node, node_states=site_states,
+            compliance=grouped_site_compliance(site=s, nodes=nodes_by_site[s.pk], endpoints=endpoints,
+                                               gpu_groups=versions.get(s.pk, [])),
+            node_gpus=per_node, node_states=site_states, nodes=nodes_by_site[s.pk],
         )
         node_rows = [{"hostname": n.hostname, "status": n.status, "last_seen_at": n.last_seen_at,
                       "last_error": n.last_error, "clock_offset_s": n.clock_offset_s} for n in nodes_by_site[s.pk]

@@ -69,7 +69,7 @@ def site_detail(request: HttpRequest, slug: str) -> HttpResponse:
         **dashboard_context(request, time_zone=site.time_zone, now=now),
         "all_nodes": _all_nodes(request),
         **dashboard.site_page_context(user=request.user, site=site, now=now, all_nodes=_all_nodes(request),
-                                      node_states=card.node_states),
+                                      node_states=card.node_states, card=card),
     }
     return render(request, "sites/site_detail.html", context)
 
@@ -214,7 +214,7 @@ def site_data(request: HttpRequest, slug: str) -> HttpResponse:
         f"site-{site.pk}-compliance_unknown": str(card.compliance.unknown),
     }
     fields, stale = dashboard.site_live_fields(user=request.user, site=site, now=now, all_nodes=_all_nodes(request),
-                                               node_states=card.node_states)
+                                               node_states=card.node_states, card=card)
     payload["fields"] |= fields
     payload["stale"] += stale
     return JsonResponse(payload)

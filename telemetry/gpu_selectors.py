@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+from array import array
 from decimal import Decimal
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import connection
 from django.db.models import Avg, Case, Count, F, IntegerField, Max, Q, Sum, Value, When
-from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast, TruncDay, TruncHour
 
 from factory_portal.crypto import hash_token
@@ -206,24 +206,28 @@ def sites_gpu_now(*, user: User, sites: list[Site], now: dt.datetime) -> dict[in
         aggregates |= {f"n{k}": Count("ts", filter=recent), f"util_sum{k}": Sum("util_pct", filter=recent),
                        f"util_n{k}": Count("util_pct", filter=recent), f"power{k}": Avg("power_w", filter=recent),
                        f"last{k}": Max("ts", filter=recent)}
-    # Bounded by the visible GPUs' id range: another partner's fleet is not aggregated to be thrown away.
-    per_gpu = (GpuSample.objects.filter(ts__gte=now - dt.timedelta(seconds=windows[-1]), ts__lte=now,
-                                        gpu_id__gte=RawSQL("(SELECT MIN(gpu_id) FROM m)", []),
-                                        gpu_id__lte=RawSQL("(SELECT MAX(gpu_id) FROM m)", []))
-               .values("gpu_id").annotate(**aggregates).order_by())
+    recent = GpuSample.objects.filter(ts__gte=now - dt.timedelta(seconds=windows[-1]), ts__lte=now)
     gpus_sql, gpus_params = gpus.query.sql_with_params()
-    samples_sql, samples_params = per_gpu.query.sql_with_params()
 
     def pick(field: str) -> str:  # the GPU's own site's window
         return "CASE m.w " + " ".join(f"WHEN {k} THEN p.{field}{k}" for k in range(len(windows))) + " END"
 
+    select = (f"SELECT m.site, COUNT(*), SUM({pick('util_sum')}), SUM({pick('util_n')}), SUM({pick('power')}), "
+              f"MAX({pick('last')})")
+    # The window's readings through the BRIN index on time (a few hundred pages: rows arrive in time order),
+    # grouped per GPU, then joined to the visible GPUs. Bounded by the visible GPUs' id range so another partner's
+    # fleet is mostly not aggregated to be thrown away; `gpu_id + 0` keeps that bound a filter: as an index condition
+    # the planner walked the (gpu, ts) key over every reading of the day for those GPUs (today's partition holds up to
+    # 8,640 a GPU): 250 ms with 2 hours of history at 9,000 GPUs, even with an empty window, growing all day.
+    bound = "(SELECT MIN(gpu_id) FROM m)", "(SELECT MAX(gpu_id) FROM m)"
+    per_gpu = (recent.extra(where=[f"({GpuSample._meta.db_table}.gpu_id + 0) BETWEEN {bound[0]} AND {bound[1]}"])
+               .values("gpu_id").annotate(**aggregates).order_by())
+    samples_sql, samples_params = per_gpu.query.sql_with_params()
     materialized = "MATERIALIZED " if connection.vendor == "postgresql" else ""
+    sql = (f"WITH m (gpu_id, site, w) AS {materialized}({gpus_sql}), p AS {materialized}({samples_sql}) {select} "
+           f"FROM p JOIN m ON m.gpu_id = p.gpu_id WHERE {pick('n')} > 0 GROUP BY m.site")
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"WITH m (gpu_id, site, w) AS {materialized}({gpus_sql}), p AS {materialized}({samples_sql}) "
-            f"SELECT m.site, COUNT(*), SUM({pick('util_sum')}), SUM({pick('util_n')}), SUM({pick('power')}), "
-            f"MAX({pick('last')}) FROM p JOIN m ON m.gpu_id = p.gpu_id WHERE {pick('n')} > 0 GROUP BY m.site",
-            [*gpus_params, *samples_params])
+        cursor.execute(sql, [*gpus_params, *samples_params])
         rows = cursor.fetchall()
     out: dict[int, dict] = {}
     for site_id, n_gpus, util_sum, util_n, power, last in rows:
@@ -522,6 +526,61 @@ def _heatmap_chunks(*, first: dt.datetime, end: dt.datetime, step: dt.timedelta,
     return out
 
 
+def _fill(sums: array, counts: array, cells, *, row_of: dict[int, int], col_of: dict[int, int], width: int) -> None:
+    """Add (GPU or node id, column start, Σ util × samples, Σ samples) cells into the flat row-major matrices."""
+    for key, col, weighted, n in cells:
+        r, c = row_of.get(key), col_of.get(col)
+        if r is not None and c is not None and n:
+            sums[r * width + c] += float(weighted)
+            counts[r * width + c] += int(n)
+
+
+def _heatmap_settled(sums: array, counts: array, *, tag: str, site: Site, source: str, by_node: bool,
+                     step: dt.timedelta, settled: list[tuple[dt.datetime, dt.datetime]], row_of: dict[int, int],
+                     col_of: dict[int, int], width: int) -> None:
+    """Add the settled pieces' cells into the flat matrices. Each piece is cached (`HEATMAP_CACHE_S`) as four flat
+    arrays (GPU or node id, column start, Σ util × samples, Σ samples): pickled as bytes, not 30,000 tuples, and
+    independent of where the range starts, so a range moving on by a column reuses them. Every piece the cache lacks
+    is read in one query, placed and split in one pass."""
+    from django.core.cache import cache
+
+    keys = {f"{tag}:{int(a.timestamp())}:{int(b.timestamp())}": (a, b) for a, b in settled}
+    pieces = cache.get_many(list(keys)) if keys else {}
+    for ids, cols, weighted, n in pieces.values():
+        for key, col, w, k in zip(array("q", ids), array("q", cols), array("d", weighted), array("q", n),
+                                  strict=True):
+            r, c = row_of.get(key), col_of.get(col)
+            if r is not None and c is not None:
+                sums[r * width + c] += w
+                counts[r * width + c] += k
+    missing = [(k, *keys[k]) for k in keys if k not in pieces]
+    if not missing:
+        return
+    cells = _heatmap_cells(site=site, source=source, by_node=by_node, start=missing[0][1], end=missing[-1][2],
+                           step=step)
+    split = {k: (array("q"), array("q"), array("d"), array("q")) for k, *_ in missing}
+    # Pieces are sorted and disjoint: bisect on their starts (30 pieces × 34,000 cells otherwise). Cached pieces
+    # between missing ones were read again by the one query: skipped, they are already added.
+    starts = [int(a.timestamp()) for _, a, _ in missing]
+    ends = [int(b.timestamp()) for _, _, b in missing]
+    names = [k for k, *_ in missing]
+    for key, col, weighted, n in cells:
+        p = bisect.bisect_right(starts, col) - 1
+        if p < 0 or col >= ends[p] or not n:
+            continue
+        w, k = float(weighted), int(n)
+        piece = split[names[p]]
+        piece[0].append(key)
+        piece[1].append(col)
+        piece[2].append(w)
+        piece[3].append(k)
+        r, c = row_of.get(key), col_of.get(col)
+        if r is not None and c is not None:
+            sums[r * width + c] += w
+            counts[r * width + c] += k
+    cache.set_many({k: tuple(a.tobytes() for a in arrays) for k, arrays in split.items()}, HEATMAP_CACHE_S)
+
+
 def site_gpu_heatmap_binned(*, user: User, site: Site, start: dt.datetime, end: dt.datetime,
                             now: dt.datetime | None = None) -> dict:
     """GPU × time utilization for the site page's heatmap, at most ~`HEATMAP_MAX_COLUMNS` columns.
@@ -534,19 +593,26 @@ def site_gpu_heatmap_binned(*, user: User, site: Site, start: dt.datetime, end: 
     query, and cached (`HEATMAP_CACHE_S`) per (site, source, step, rows, piece): a 15-second refresh of a
     30-day heatmap then reads only the last hour's rows.
     """
+    return _site_heatmap(site=site, nodes=Node.objects.visible_to(user).filter(site=site),
+                         gpus=Gpu.objects.visible_to(user).filter(node__site=site), start=start, end=end,
+                         now=now or end)
+
+
+def _site_heatmap(*, site: Site, nodes, gpus, start: dt.datetime, end: dt.datetime, now: dt.datetime,
+                  touch: bool = False) -> dict:
+    """`site_gpu_heatmap_binned` over the given (already scoped) node and GPU querysets. `touch`: a cached settled
+    matrix gets its expiry renewed (the pre-warm keeps what users read warm)."""
     from django.core.cache import cache
 
-    now = now or end
     # GPUs counted per node first: a big site's rows are its nodes, so its 9,000 GPUs are never listed one by one.
-    nodes = list(Node.objects.visible_to(user).filter(site=site).annotate(n=Count("gpus"), top=Max("gpus__id"))
+    nodes = list(nodes.annotate(n=Count("gpus"), top=Max("gpus__id"))
                  .filter(n__gt=0).order_by("hostname").values_list("pk", "hostname", "n", "top"))
     gpu_count, top_id = sum(n[2] for n in nodes), max((n[3] for n in nodes), default=0)
-    gpus: list[tuple] = []
     if gpu_count <= HEATMAP_MAX_ROWS:
-        gpus = list(Gpu.objects.visible_to(user).filter(node__site=site).order_by("node__hostname", "index")
-                    .values_list("pk", "node_id", "node__hostname", "index"))
+        gpus = list(gpus.order_by("node__hostname", "index").values_list("pk", "node_id", "node__hostname", "index"))
         kind, labels, row_of = heatmap_rows(gpus)
     else:
+        gpus = []
         kind, labels, row_of = heatmap_node_rows([(pk, host, n) for pk, host, n, _ in nodes])
     source, step = heatmap_plan(start=start, end=end, gpus=len(labels))
     first = _floor(start, step)
@@ -556,41 +622,67 @@ def site_gpu_heatmap_binned(*, user: User, site: Site, start: dt.datetime, end: 
         columns.append(c)
         c += step
     col_of = {int(col.timestamp()): i for i, col in enumerate(columns)}
-    sums = [[0.0] * len(columns) for _ in labels]
-    counts = [[0] * len(columns) for _ in labels]
-
-    def fill(cells) -> None:
-        for key, col, weighted, n in cells:
-            r, c = row_of.get(key), col_of.get(col)
-            if r is not None and c is not None and n:
-                sums[r][c] += weighted
-                counts[r][c] += n
-
+    width = len(columns)
     by_node = kind != "gpu"
     tag = f"heatmap:{site.pk}:{source}:{int(step.total_seconds())}:{kind}:{gpu_count}:{top_id}"
-    chunks = _heatmap_chunks(first=first, end=end, step=step, source=source, settled=now - HEATMAP_SETTLED_AFTER)
-    pieces = {(a, b): cache.get(f"{tag}:{int(a.timestamp())}:{int(b.timestamp())}") if done else None
-              for a, b, done in chunks} if gpu_count else {}
-    missing = [(a, b) for a, b, done in chunks if done and pieces.get((a, b)) is None] if gpu_count else []
-    if missing:
-        # Every settled piece the cache lacks, in one query; then split by column start and cache each piece.
-        cells = _heatmap_cells(site=site, source=source, by_node=by_node, start=missing[0][0], end=missing[-1][1],
-                               step=step)
-        split: dict[tuple, list] = {m: [] for m in missing}
-        # Pieces are sorted and disjoint: bisect on their starts (30 pieces × 34,000 cells otherwise).
-        starts = [int(a.timestamp()) for a, _ in missing]
-        ends = [int(b.timestamp()) for _, b in missing]
-        for cell in cells:
-            i = bisect.bisect_right(starts, cell[1]) - 1
-            if i >= 0 and cell[1] < ends[i]:
-                split[missing[i]].append(cell)
-        for (a, b), piece in split.items():
-            cache.set(f"{tag}:{int(a.timestamp())}:{int(b.timestamp())}", piece, HEATMAP_CACHE_S)
-            pieces[(a, b)] = piece
-    for a, b, done in chunks if gpu_count else []:
-        fill(pieces[(a, b)] if done else _heatmap_cells(site=site, source=source, by_node=by_node, start=a, end=b,
-                                                         step=step))
-    matrix = [[s / n if n else None for s, n in zip(srow, crow, strict=True)] for srow, crow in
-              zip(sums, counts, strict=True)]
+    chunks = _heatmap_chunks(first=first, end=end, step=step, source=source, settled=now - HEATMAP_SETTLED_AFTER) \
+        if gpu_count else []
+    settled = [(a, b) for a, b, done in chunks if done]
+    # The settled part as a whole (flat Σ util × samples and Σ samples per cell): one cache read on a warm refresh
+    # instead of a piece per day, rebuilt from the pieces when the range or the settled hour moves on.
+    matrix_key = (f"{tag}:m:{int(first.timestamp())}:{int(settled[-1][1].timestamp())}:{len(labels)}x{width}"
+                  if settled else None)
+    cached = cache.get(matrix_key) if matrix_key else None
+    if cached is not None:
+        sums, counts = array("d", cached[0]), array("q", cached[1])
+        if touch:
+            cache.touch(matrix_key, HEATMAP_CACHE_S)
+    else:
+        sums, counts = array("d", bytes(8 * len(labels) * width)), array("q", bytes(8 * len(labels) * width))
+        _heatmap_settled(sums, counts, tag=tag, site=site, source=source, by_node=by_node, step=step,
+                         settled=settled, row_of=row_of, col_of=col_of, width=width)
+        if matrix_key:
+            cache.set(matrix_key, (sums.tobytes(), counts.tobytes()), HEATMAP_CACHE_S)
+    for a, b, done in chunks:
+        if not done:  # the unsettled tail: read on every refresh, so a new reading shows on the next one
+            _fill(sums, counts, _heatmap_cells(site=site, source=source, by_node=by_node, start=a, end=b, step=step),
+                  row_of=row_of, col_of=col_of, width=width)
+    matrix = [[sums[i] / counts[i] if counts[i] else None for i in range(r * width, (r + 1) * width)]
+              for r in range(len(labels))]
     return {"gpus": labels, "gpu_ids": [g[0] for g in gpus] if kind == "gpu" else [], "rows": kind,
             "gpu_count": gpu_count, "columns": columns, "step": step, "util_pct": matrix}
+
+
+# The ranges whose heatmaps the pre-warm keeps cached (the range selector's presets beyond 3 h), and how far ahead of
+# its own clock it also warms: the next run is at most this far away, so a range that moves on by a column (or a
+# settled hour) in between is already cached when users ask. Data that ended more than `HEATMAP_SETTLED_AFTER` ago
+# no longer changes (the rollups re-roll 10 minutes), so warming a minute early caches nothing that could change.
+WARM_RANGES = (dt.timedelta(hours=24), dt.timedelta(days=7), dt.timedelta(days=30))
+WARM_AHEAD = dt.timedelta(seconds=60)
+
+
+def dashboard_cache_shared() -> bool:
+    """Whether the default cache is shared by processes (Redis, Memcached, database, files): only then does a cache
+    filled by a worker reach the web processes. The default local-memory cache is per process."""
+    from django.conf import settings
+
+    backend = settings.CACHES.get("default", {}).get("BACKEND", "")
+    return not backend.endswith(("LocMemCache", "DummyCache"))
+
+
+def site_heatmaps_warm(*, now: dt.datetime, sites: list[Site] | None = None,
+                       ahead: dt.timedelta = WARM_AHEAD) -> int:
+    """Compute the heatmap of every site with GPUs (or of `sites`) for the `WARM_RANGES` ending `now` and `now +
+    ahead` (the interval of its runs), so the settled matrices and pieces users read are in the cache: a user's
+    request then reads only the unsettled tail. Keys are per site (never per user; users read them only for sites
+    `visible_to` them). Idempotent: a second run finds everything cached and renews the matrices' expiry. Returns
+    the number of heatmaps computed."""
+    sites = sites if sites is not None else list(Site.objects.filter(nodes__gpus__isnull=False).distinct())
+    done = 0
+    for site in sites:
+        for at in (now, now + ahead):
+            for span in WARM_RANGES:
+                _site_heatmap(site=site, nodes=Node.objects.filter(site=site), gpus=Gpu.objects.filter(node__site=site),
+                              start=at - span, end=at, now=at, touch=True)
+                done += 1
+    return done

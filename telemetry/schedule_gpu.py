@@ -7,6 +7,8 @@ interval (`Site.gpu_poll_interval_s`, default 10 s) is due, so the tick bounds t
 from factory_portal.env import envint
 
 GPU_POLL_TICK_S = envint("GPU_POLL_TICK_S", 5)
+# The dashboards' heatmap pre-warm: within `gpu_selectors.WARM_AHEAD` (60 s), so the next run is never late.
+HEATMAP_WARM_S = envint("HEATMAP_WARM_S", 60)
 
 BEAT_SCHEDULE: dict = {
     "gpu-polls-schedule": {
@@ -33,5 +35,10 @@ BEAT_SCHEDULE: dict = {
         "task": "telemetry.tasks.gpu.gpu_sample_retention_apply_task",
         "schedule": 3600.0,
         "options": {"queue": "rollup"},
+    },
+    "site-heatmaps-warm": {
+        "task": "telemetry.tasks.dashboards.site_heatmaps_warm_task",
+        "schedule": float(HEATMAP_WARM_S),
+        "options": {"queue": "rollup", "expires": HEATMAP_WARM_S},
     },
 }
