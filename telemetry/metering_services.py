@@ -5,6 +5,10 @@ process start time changed; a new series' first reading is a baseline; every wri
 ((series, scraped_at), (series, interval_end), (series, bucket, bucket_start)) so running anything twice
 changes nothing. Endpoint rows are locked (in id order) while a batch is recorded, so two workers recording
 the same endpoint never compute two deltas from the same previous snapshot.
+
+The previous reading of a series is its last counters, kept on the series (`EngineSeries.last_*`) and written in
+the same transaction as the snapshot; `CounterSnapshot` is history only (day-partitioned on PostgreSQL, dropped by
+`telemetry.retention`), never read by this path.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, Subquery, Sum
+from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from factory_portal.crypto import decrypt_secret
@@ -29,6 +33,7 @@ from telemetry.collectors import engines
 from telemetry.collectors.fetch import FetchPolicy, FetchResult, FetchTarget, fetch_many_blocking
 from telemetry.models.metering import CounterSnapshot, EngineSeries, UsageBucket, UsageDelta, UsageRollup
 from telemetry.parsing import ParseError
+from telemetry.retention import counter_snapshot_partitions_ensure, counter_snapshot_retention_apply
 
 logger = logging.getLogger(__name__)
 
@@ -181,9 +186,9 @@ def scrape_outcomes_record(*, outcomes: Sequence[EndpointOutcome]) -> RecordSumm
     """Store one poll of many endpoints: health, series, snapshots and deltas, in one transaction.
 
     The statements are few and fixed per batch, whatever its size: lock the endpoints, update their health, upsert
-    the series (ids back), read each series' latest snapshot, insert snapshots and deltas
-    (`ON CONFLICT DO NOTHING`). On PostgreSQL each is one set-based statement with array parameters
-    (`_PgStore`); elsewhere the ORM does the same (`_OrmStore`).
+    the series (ids back, with each series' last counters), insert snapshots and deltas
+    (`ON CONFLICT DO NOTHING`), move the series' last counters forward. On PostgreSQL each is one set-based
+    statement with array parameters (`_PgStore`); elsewhere the ORM does the same (`_OrmStore`).
     """
     summary = RecordSummary(endpoints=len(outcomes))
     if not outcomes:
@@ -233,6 +238,7 @@ def scrape_outcomes_record(*, outcomes: Sequence[EndpointOutcome]) -> RecordSumm
             endpoint_snaps.setdefault(endpoint_of[series_id], []).append(snap)
         snapshots: list[dict] = []
         deltas: list[dict] = []
+        written: set[int] = set()
         for outcome, s, series in sorted(readings, key=lambda r: r[0].scraped_at):
             series_id = pk_by_key[series]
             endpoint_id = series[0]
@@ -254,9 +260,14 @@ def scrape_outcomes_record(*, outcomes: Sequence[EndpointOutcome]) -> RecordSumm
             snapshot = SimpleNamespace(series_id=series_id, scraped_at=outcome.scraped_at, **values)
             snapshots.append(snapshot.__dict__)
             latest[series_id] = snapshot
+            written.add(series_id)
             endpoint_snaps.setdefault(endpoint_id, []).append(snapshot)
+        if snapshots:
+            counter_snapshot_partitions_ensure(days={r["scraped_at"].astimezone(dt.UTC).date() for r in snapshots})
         store.insert_snapshots(snapshots)
         store.insert_deltas(deltas)
+        # Only the newest new reading of each series; never older than what is stored (the SQL checks it too).
+        store.store_last_counters([vars(latest[series_id]) for series_id in written])
         summary.snapshots, summary.deltas = len(snapshots), len(deltas)
     return summary
 
@@ -288,7 +299,12 @@ class _Store:
         raise NotImplementedError
 
     def latest_snapshots(self, series_ids: set[int]) -> dict[int, Any]:
-        """Each series' newest snapshot (attributes as on `CounterSnapshot`); series without one absent."""
+        """Each series' last counters (attributes as on `CounterSnapshot`: series_id, scraped_at, the counters);
+        series never recorded absent."""
+        raise NotImplementedError
+
+    def store_last_counters(self, rows: list[dict]) -> None:
+        """Make these readings the series' last counters, each only where it is newer than the stored one."""
         raise NotImplementedError
 
     def insert_snapshots(self, rows: list[dict]) -> None:
@@ -300,6 +316,8 @@ class _Store:
 
 SNAPSHOT_COLUMNS = ("series_id", "scraped_at", "process_start_time_s", *COUNTER_FIELDS, "requests_by_reason",
                     *GAUGE_FIELDS)
+# What the next reading is diffed against: `EngineSeries.last_<name>` for each.
+LAST_COLUMNS = ("scraped_at", "process_start_time_s", *COUNTER_FIELDS, "requests_by_reason")
 DELTA_COLUMNS = ("series_id", "endpoint_id", "interval_start", "interval_end", *COUNTER_FIELDS, "requests_by_reason",
                  "reset")
 _SQL_TYPE = {
@@ -349,6 +367,7 @@ class _PgStore(_Store):
         self.series = EngineSeries._meta.db_table
         self.snapshots = CounterSnapshot._meta.db_table
         self.deltas = UsageDelta._meta.db_table
+        self.last: dict[int, SimpleNamespace] = {}  # filled by upsert_series from its RETURNING
 
     def lock_endpoints(self, ids: list[int]) -> dict[int, str]:
         self.cursor.execute(
@@ -377,28 +396,38 @@ class _PgStore(_Store):
             "%s::timestamptz[], %s::timestamptz[]) AS v(endpoint_id, key, model, labels, split_labels, first_seen, "
             "last_seen) "
             "ON CONFLICT (endpoint_id, key) DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at "
-            "RETURNING s.id, s.endpoint_id, s.key",
+            # The update leaves the last counters as stored: the upsert reads them too, no separate statement.
+            f"RETURNING s.id, s.endpoint_id, s.key, {', '.join('s.last_' + c for c in LAST_COLUMNS)}",
             [[r.endpoint_id for r in rows], [r.key for r in rows], [r.model for r in rows],
              [json.dumps(r.labels) for r in rows], [json.dumps(r.split_labels) for r in rows],
              [r.first_seen_at for r in rows], [r.last_seen_at for r in rows]])
-        return {(endpoint_id, key): pk for pk, endpoint_id, key in self.cursor.fetchall()}
+        pk_by_key = {}
+        self.last = {}
+        for pk, endpoint_id, key, *last in self.cursor.fetchall():
+            pk_by_key[(endpoint_id, key)] = pk
+            if last[0] is not None:  # last_scraped_at: the series has been recorded before
+                snap = SimpleNamespace(series_id=pk, **dict(zip(LAST_COLUMNS, last, strict=True)))
+                if isinstance(snap.requests_by_reason, str | bytes):  # Django loads jsonb as text on its connections
+                    snap.requests_by_reason = json.loads(snap.requests_by_reason)
+                self.last[pk] = snap
+        return pk_by_key
 
     def latest_snapshots(self, series_ids: set[int]) -> dict[int, Any]:
-        columns = SNAPSHOT_COLUMNS
-        # One index probe per series on the (series_id, scraped_at) unique index, newest first.
+        return {pk: snap for pk, snap in self.last.items() if pk in series_ids}
+
+    def store_last_counters(self, rows: list[dict]) -> None:
+        if not rows:
+            return
+        columns = ("series_id", *LAST_COLUMNS)
+        arrays = ", ".join(f"%s::{_SQL_TYPE[c]}[]" for c in columns)
+        values = ", ".join(f"last_{c} = v.{c}::jsonb" if c == "requests_by_reason" else f"last_{c} = v.{c}"
+                           for c in LAST_COLUMNS)
+        # Never backwards: a retried or late reading older than the stored one leaves it (the endpoints are
+        # locked, so this only guards against a caller's mistake, never a race).
         self.cursor.execute(
-            f"SELECT {', '.join('c.' + c for c in columns)} FROM unnest(%s::bigint[]) AS s(id) "
-            f"CROSS JOIN LATERAL (SELECT * FROM {self.snapshots} c WHERE c.series_id = s.id "
-            "ORDER BY c.scraped_at DESC LIMIT 1) c",
-            [list(series_ids)])
-        latest = {}
-        reasons = columns.index("requests_by_reason")
-        for row in self.cursor.fetchall():
-            snap = SimpleNamespace(**dict(zip(columns, row, strict=True)))
-            if isinstance(row[reasons], str | bytes):  # Django loads jsonb as text on its connections
-                snap.requests_by_reason = json.loads(row[reasons])
-            latest[snap.series_id] = snap
-        return latest
+            f"UPDATE {self.series} AS s SET {values} FROM unnest({arrays}) AS v({', '.join(columns)}) "
+            "WHERE s.id = v.series_id AND (s.last_scraped_at IS NULL OR s.last_scraped_at < v.scraped_at)",
+            _column_arrays(rows, columns))
 
     def insert_snapshots(self, rows: list[dict]) -> None:
         if rows:
@@ -439,12 +468,15 @@ class _OrmStore(_Store):
         ids = list(series_ids)
         if not ids:
             return {}
-        newest = CounterSnapshot.objects.filter(series_id=OuterRef("pk")).order_by("-scraped_at").values("pk")[:1]
-        snapshot_ids = [
-            pk for pk in EngineSeries.objects.filter(pk__in=ids).annotate(last=Subquery(newest))
-            .values_list("last", flat=True) if pk is not None
-        ]
-        return {s.series_id: s for s in CounterSnapshot.objects.filter(pk__in=snapshot_ids)}
+        rows = (EngineSeries.objects.filter(pk__in=ids, last_scraped_at__isnull=False)
+                .values_list("pk", *(f"last_{c}" for c in LAST_COLUMNS)))
+        return {pk: SimpleNamespace(series_id=pk, **dict(zip(LAST_COLUMNS, last, strict=True))) for pk, *last in rows}
+
+    def store_last_counters(self, rows: list[dict]) -> None:
+        for r in rows:
+            (EngineSeries.objects.filter(pk=r["series_id"])
+             .filter(Q(last_scraped_at__isnull=True) | Q(last_scraped_at__lt=r["scraped_at"]))
+             .update(**{f"last_{c}": r[c] for c in LAST_COLUMNS}))
 
     def insert_snapshots(self, rows: list[dict]) -> None:
         CounterSnapshot.objects.bulk_create([CounterSnapshot(**r) for r in rows], ignore_conflicts=True)
@@ -591,23 +623,12 @@ def _upsert_rollups(rows: list[UsageRollup]) -> None:
         )
 
 
-def counter_snapshots_prune(*, now: dt.datetime | None = None, batch_size: int = 50_000) -> int:
-    """Delete counter snapshots older than RAW_SAMPLE_RETENTION_DAYS, except the latest one of every series.
+def counter_snapshots_prune(*, now: dt.datetime | None = None) -> dict[str, int]:
+    """Counter snapshot retention (hourly): make the next days' partitions, drop the days wholly older than
+    RAW_SAMPLE_RETENTION_DAYS (PostgreSQL; a DELETE elsewhere). See `counter_snapshot_retention_apply`.
 
-    The latest snapshot is what the series' next reading is diffed against (an idle or unreachable endpoint may
-    come back after months), so it is kept whatever its age; deltas and rollups are never touched. Deletes in
-    batches, each its own statement; running it twice deletes nothing the second time. Returns rows deleted.
+    Nothing has to be kept for the next reading: an idle series' last counters live on the series
+    (`EngineSeries.last_*`), whatever the age of its last snapshot. Deltas and rollups are never touched.
     """
-    from django.conf import settings
-
-    cutoff = (now or timezone.now()) - dt.timedelta(days=settings.RAW_SAMPLE_RETENTION_DAYS)
-    newer = CounterSnapshot.objects.filter(series_id=OuterRef("series_id"), scraped_at__gt=OuterRef("scraped_at"))
-    stale = CounterSnapshot.objects.filter(scraped_at__lt=cutoff).filter(Exists(newer))
-    deleted = 0
-    while True:
-        ids = list(stale.order_by().values_list("pk", flat=True)[:batch_size])
-        if not ids:
-            return deleted
-        # Only rows that still have a newer snapshot: the check is repeated in the DELETE itself.
-        deleted += stale.filter(pk__in=ids).delete()[0]
+    return counter_snapshot_retention_apply(now=now or timezone.now())
 
