@@ -304,7 +304,8 @@ class _Store:
         raise NotImplementedError
 
     def store_last_counters(self, rows: list[dict]) -> None:
-        """Make these readings the series' last counters, each only where it is newer than the stored one."""
+        """Make these readings the series' last counters, each only where it is newer than the stored one (and, on
+        PostgreSQL, move `last_seen_at` of every series of the batch, which its `upsert_series` leaves)."""
         raise NotImplementedError
 
     def insert_snapshots(self, rows: list[dict]) -> None:
@@ -367,7 +368,8 @@ class _PgStore(_Store):
         self.series = EngineSeries._meta.db_table
         self.snapshots = CounterSnapshot._meta.db_table
         self.deltas = UsageDelta._meta.db_table
-        self.last: dict[int, SimpleNamespace] = {}  # filled by upsert_series from its RETURNING
+        self.last: dict[int, SimpleNamespace] = {}  # filled by upsert_series: the series' last counters
+        self.seen: dict[int, dt.datetime] = {}  # filled by upsert_series: last_seen_at per series of the batch
 
     def lock_endpoints(self, ids: list[int]) -> dict[int, str]:
         self.cursor.execute(
@@ -388,46 +390,60 @@ class _PgStore(_Store):
             [ids, [str(h) for h in health], error, ts, engine])
 
     def upsert_series(self, rows: list[_SeriesRow]) -> dict[tuple[int, str], int]:
+        # Insert the new series and read the known ones with their last counters, in one statement, writing no row
+        # that exists: `last_seen_at` moves in `store_last_counters`' UPDATE, so a series gets one new row version
+        # per batch. The SELECT sees the rows committed before this statement; a series of these endpoints cannot
+        # be inserted meanwhile by another transaction, since their rows are locked by this one.
+        last = ", ".join("s.last_" + c for c in LAST_COLUMNS)
         self.cursor.execute(
-            f"INSERT INTO {self.series} AS s (endpoint_id, key, model, labels, split_labels, first_seen_at, "
+            "WITH v AS (SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], "
+            "%s::timestamptz[], %s::timestamptz[]) AS v(endpoint_id, key, model, labels, split_labels, first_seen, "
+            "last_seen)), "
+            f"ins AS (INSERT INTO {self.series} AS s (endpoint_id, key, model, labels, split_labels, first_seen_at, "
             "last_seen_at, created_at, updated_at) "
             "SELECT v.endpoint_id, v.key, v.model, v.labels::jsonb, v.split_labels::jsonb, v.first_seen, v.last_seen, "
-            "now(), now() FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], "
-            "%s::timestamptz[], %s::timestamptz[]) AS v(endpoint_id, key, model, labels, split_labels, first_seen, "
-            "last_seen) "
-            "ON CONFLICT (endpoint_id, key) DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at "
-            # The update leaves the last counters as stored: the upsert reads them too, no separate statement.
-            f"RETURNING s.id, s.endpoint_id, s.key, {', '.join('s.last_' + c for c in LAST_COLUMNS)}",
+            "now(), now() FROM v ON CONFLICT (endpoint_id, key) DO NOTHING "
+            f"RETURNING s.id, s.endpoint_id, s.key, {last}) "
+            f"SELECT * FROM ins UNION ALL SELECT s.id, s.endpoint_id, s.key, {last} FROM {self.series} s "
+            "JOIN v ON s.endpoint_id = v.endpoint_id AND s.key = v.key",
             [[r.endpoint_id for r in rows], [r.key for r in rows], [r.model for r in rows],
              [json.dumps(r.labels) for r in rows], [json.dumps(r.split_labels) for r in rows],
              [r.first_seen_at for r in rows], [r.last_seen_at for r in rows]])
         pk_by_key = {}
         self.last = {}
-        for pk, endpoint_id, key, *last in self.cursor.fetchall():
+        for pk, endpoint_id, key, *last_values in self.cursor.fetchall():
             pk_by_key[(endpoint_id, key)] = pk
-            if last[0] is not None:  # last_scraped_at: the series has been recorded before
-                snap = SimpleNamespace(series_id=pk, **dict(zip(LAST_COLUMNS, last, strict=True)))
+            if last_values[0] is not None:  # last_scraped_at: the series has been recorded before
+                snap = SimpleNamespace(series_id=pk, **dict(zip(LAST_COLUMNS, last_values, strict=True)))
                 if isinstance(snap.requests_by_reason, str | bytes):  # Django loads jsonb as text on its connections
                     snap.requests_by_reason = json.loads(snap.requests_by_reason)
                 self.last[pk] = snap
+        self.seen = {pk_by_key[(r.endpoint_id, r.key)]: r.last_seen_at for r in rows}
         return pk_by_key
 
     def latest_snapshots(self, series_ids: set[int]) -> dict[int, Any]:
         return {pk: snap for pk, snap in self.last.items() if pk in series_ids}
 
     def store_last_counters(self, rows: list[dict]) -> None:
-        if not rows:
+        # One UPDATE for every series of the batch: `last_seen_at` for all, the last counters where a reading is
+        # newer than the stored one (never backwards: a retried or late reading leaves them).
+        by_id = {r["series_id"]: r for r in rows}
+        ids = list(self.seen)
+        if not ids:
             return
-        columns = ("series_id", *LAST_COLUMNS)
-        arrays = ", ".join(f"%s::{_SQL_TYPE[c]}[]" for c in columns)
-        values = ", ".join(f"last_{c} = v.{c}::jsonb" if c == "requests_by_reason" else f"last_{c} = v.{c}"
-                           for c in LAST_COLUMNS)
-        # Never backwards: a retried or late reading older than the stored one leaves it (the endpoints are
-        # locked, so this only guards against a caller's mistake, never a race).
+        full = [by_id.get(pk) or dict.fromkeys(LAST_COLUMNS) for pk in ids]
+        columns = ("series_id", "last_seen", *LAST_COLUMNS)
+        arrays = [ids, [self.seen[pk] for pk in ids], *_column_arrays(full, LAST_COLUMNS)]
+        types = {"last_seen": "timestamptz", **_SQL_TYPE}
+        newer = "v.scraped_at IS NOT NULL AND (s.last_scraped_at IS NULL OR s.last_scraped_at < v.scraped_at)"
+        values = ", ".join(
+            f"last_{c} = CASE WHEN {newer} THEN v.{c}{'::jsonb' if c == 'requests_by_reason' else ''} "
+            f"ELSE s.last_{c} END" for c in LAST_COLUMNS)
         self.cursor.execute(
-            f"UPDATE {self.series} AS s SET {values} FROM unnest({arrays}) AS v({', '.join(columns)}) "
-            "WHERE s.id = v.series_id AND (s.last_scraped_at IS NULL OR s.last_scraped_at < v.scraped_at)",
-            _column_arrays(rows, columns))
+            f"UPDATE {self.series} AS s SET last_seen_at = v.last_seen, {values} "
+            f"FROM unnest({', '.join(f'%s::{types[c]}[]' for c in columns)}) AS v({', '.join(columns)}) "
+            "WHERE s.id = v.series_id",
+            arrays)
 
     def insert_snapshots(self, rows: list[dict]) -> None:
         if rows:

@@ -131,17 +131,24 @@ def test_the_last_counters_are_never_moved_back_by_an_older_reading(world, store
     reading = {"series_id": series.pk, "process_start_time_s": 1.7e9, "requests_by_reason": {"stop": 3},
                **{f: 1 for f in metering_services.COUNTER_FIELDS}}
 
-    # when the store is asked to write an older and then an equal reading
+    # when the store, within a batch of that series, is asked to write an older and then an equal reading
     writer = getattr(metering_services, store)()
-    writer.store_last_counters([{**reading, "scraped_at": t0}])
-    writer.store_last_counters([{**reading, "scraped_at": t1}])
+    row = metering_services._SeriesRow(endpoint_id=endpoint.pk, key="k", model="", labels={}, split_labels={},
+                                       first_seen_at=t0, last_seen_at=t1)
+    known = []
+    for scraped_at in (t0, t1):
+        writer.upsert_series([row])
+        known.append(writer.latest_snapshots({series.pk})[series.pk].prompt_tokens)
+        writer.store_last_counters([{**reading, "scraped_at": scraped_at}])
     series.refresh_from_db()
     unchanged = (series.last_scraped_at, series.last_prompt_tokens, series.last_requests_by_reason)
     # and a newer one
+    writer.upsert_series([row])
     writer.store_last_counters([{**reading, "scraped_at": t1 + dt.timedelta(seconds=15)}])
     series.refresh_from_db()
 
     # then only the newer one moved them
+    assert known == [500, 500]
     assert unchanged == (t1, 500, None)
     assert (series.last_scraped_at, series.last_prompt_tokens, series.last_requests_by_reason) == (
         t1 + dt.timedelta(seconds=15), 1, {"stop": 3})
