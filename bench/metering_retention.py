@@ -37,10 +37,11 @@ COLUMNS = ("series_id, scraped_at, process_start_time_s, prompt_tokens, generati
            "kv_cache_usage")
 # The retention this replaced (counter_snapshots_prune before day partitions), as its ORM statements ran:
 # pick up to 50,000 ids of rows past the cutoff that have a newer snapshot of their series, delete them with the
-# check repeated, until none is left; each statement its own transaction.
+# check repeated, until none is left; each statement its own transaction (the same SQL, captured from the ORM).
 NEWER = f"EXISTS (SELECT 1 FROM {PLAIN} n WHERE n.series_id = c.series_id AND n.scraped_at > c.scraped_at)"
 OLD_PICK = f"SELECT c.id FROM {PLAIN} c WHERE c.scraped_at < %s AND {NEWER} LIMIT 50000"
-OLD_DELETE = f"DELETE FROM {PLAIN} c WHERE c.id = ANY(%s) AND c.scraped_at < %s AND {NEWER}"
+# As Django rendered it: the ids as a literal IN list (client-side binding), the check repeated.
+OLD_DELETE = f"DELETE FROM {PLAIN} c WHERE c.scraped_at < %s AND {NEWER} AND c.id IN ({{ids}})"
 
 
 def old_prune(cursor, cutoff: dt.datetime) -> int:
@@ -50,7 +51,7 @@ def old_prune(cursor, cutoff: dt.datetime) -> int:
         ids = [row[0] for row in cursor.fetchall()]
         if not ids:
             return deleted
-        cursor.execute(OLD_DELETE, [ids, cutoff])
+        cursor.execute(OLD_DELETE.format(ids=", ".join(str(int(pk)) for pk in ids)), [cutoff])
         deleted += cursor.rowcount
 
 
@@ -91,7 +92,9 @@ def main() -> None:
     started = time.perf_counter()
     for run in range(args.runs):
         COUNTER_SNAPSHOTS.forget()
-        COUNTER_SNAPSHOTS.ensure(days=[DAY0.date(), *(now.date() + dt.timedelta(days=n) for n in range(-1, 4))])
+        # Day 0, day 1 (its first hour stays), and the days the hourly task makes ahead of `now`.
+        days = [DAY0.date(), DAY0.date() + dt.timedelta(days=1)]
+        COUNTER_SNAPSHOTS.ensure(days=days + [now.date() + dt.timedelta(days=n) for n in range(-1, 4)])
         with connection.cursor() as cursor:
             cursor.execute(f"TRUNCATE {table}")
             cursor.execute(f"INSERT INTO {table} ({COLUMNS}) {rows}",
