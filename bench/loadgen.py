@@ -189,9 +189,12 @@ def inserted_rows() -> dict[str, int]:
     with connection.cursor() as cursor:
         # Statistics are per backend until the transaction ends; these are the workers' committed writes.
         cursor.execute(
-            "SELECT CASE WHEN relname LIKE 'telemetry_gpusample%%' THEN 'gpu' ELSE relname END, sum(n_tup_ins), "
-            "sum(n_tup_upd) FROM pg_stat_user_tables WHERE relname LIKE 'telemetry_gpusample%%' "
-            "OR relname IN ('telemetry_countersnapshot', 'telemetry_usagedelta', 'sites_servingendpoint') GROUP BY 1")
+            "SELECT CASE WHEN relname LIKE 'telemetry_gpusample%%' THEN 'gpu' "
+            # Counter snapshots are day partitions too: their inserts are counted on the partitions.
+            "WHEN relname LIKE 'telemetry_countersnapshot%%' THEN 'telemetry_countersnapshot' ELSE relname END, "
+            "sum(n_tup_ins), sum(n_tup_upd) FROM pg_stat_user_tables WHERE relname LIKE 'telemetry_gpusample%%' "
+            "OR relname LIKE 'telemetry_countersnapshot%%' "
+            "OR relname IN ('telemetry_usagedelta', 'sites_servingendpoint') GROUP BY 1")
         rows = {}
         for name, inserted, updated in cursor.fetchall():
             # One UPDATE of its endpoint row per scrape recorded (health, last_scraped_at).

@@ -1,23 +1,34 @@
 """Retention benchmark: removing a day of raw GPU samples by dropping its partition (the project's
 `gpu_sample_retention_apply`) next to `DELETE ... WHERE ts < cutoff` of the same rows from an unpartitioned copy
-of the table (same columns, PK (gpu_id, ts), BRIN on ts), in the same run, at two sizes of a day.
+of the table (same columns, PK (gpu_id, ts), BRIN on ts), in the same run, at two sizes of a day, on two clusters:
 
-    scripts/with_postgres.sh .venv/bin/python bench/retention.py [--gpus 100,300] [--runs 3]
+* the throwaway test cluster of `scripts/with_postgres.sh` (`fsync=off synchronous_commit=off full_page_writes=off`),
+* a private cluster started here from the same `PG_BIN` with PostgreSQL's default durability settings (all three
+  on), as production runs: there a DELETE also writes a full-page image of every page it touches first after a
+  checkpoint, and its commit waits for the WAL flush.
+
+    scripts/with_postgres.sh .venv/bin/python bench/retention.py [--gpus 100,200] [--test-gpus 100] [--runs 3]
 
 A day at the issue's scale (10,000 GPUs every 10 s) is 86.4 M rows, too many to seed here in a benchmark's time;
 two smaller days show how each side grows. Rows are generated server-side (`INSERT ... SELECT generate_series`,
-every column filled as a real reading fills it), not timed. Each run gets a freshly built day partition (filled,
-indexed, attached); the unpartitioned table is filled once per size and each timed DELETE runs in a transaction
-that is rolled back, so the same rows serve every run (a DELETE's commit is one status write; the VACUUM a DELETE
-leaves behind, and a drop does not, is not counted).
+every column filled as a real reading fills it), not timed. Each run builds both sides the same way, untimed: the
+day partition and the unpartitioned table are filled, indexed and vacuumed, then a CHECKPOINT (a week-old day has
+long been checkpointed). Both removals are timed to their commit (autocommit): the drop's file release and the
+DELETE's WAL flush are part of what each costs. The VACUUM a DELETE leaves behind, and a drop does not, is not
+counted. Nothing is tuned for either side: both clusters keep every other setting at its default.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
+import os
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,17 +44,17 @@ SELECT_ROWS = (
     "'{{\"retired_pages_pending\": \"NVMLError_NotSupported: Not Supported\"}}'::jsonb "
     "FROM unnest(%(gpus)s::bigint[]) g, generate_series(%(first)s, %(last)s) s"
 )
+DURABILITY = ("fsync", "synchronous_commit", "full_page_writes")
+HEADER = ("| cluster (settings) | day | retention (detach + drop) | of which parent locked | DELETE "
+          "| speed-up (target ≥ 20×; per run) | VACUUM after the DELETE | speed-up counting it |\n"
+          "|---|---|---|---|---|---|---|---|")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--gpus", default="100,300", help="GPUs per day, one size per comma-separated value")
-    parser.add_argument("--interval", type=int, default=10, help="seconds between samples (the default poll)")
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
+def measure(args: argparse.Namespace) -> dict:
+    """Time both removals on the cluster of DATABASE_URL; the results as a dict (printed as JSON by --measure)."""
     setup_django()
 
-    from django.db import connection, transaction
+    from django.db import connection
     from django.test.utils import CaptureQueriesContext, override_settings
 
     from telemetry.ingest import SAMPLE_COLUMNS, TABLE
@@ -55,10 +66,16 @@ def main() -> None:
     )
     from tests import factories
 
+    with connection.cursor() as cursor:
+        settings_now = {}
+        for name in DURABILITY:
+            cursor.execute(f"SHOW {name}")
+            settings_now[name] = cursor.fetchone()[0]
     sizes = [int(n) for n in args.gpus.split(",")]
     node = factories.NodeFactory(hostname="bench-retention")
     gpu_ids = [factories.GpuFactory(node=node, index=i % 8).pk for i in range(max(sizes))]
     per_day = 86400 // args.interval
+    hour_rows = 3600 // args.interval
     columns = ", ".join(SAMPLE_COLUMNS)
     select = SELECT_ROWS.format(interval=args.interval)
     day0 = partition_name(DAY0.date())
@@ -77,6 +94,16 @@ def main() -> None:
         cursor.execute(f'CREATE INDEX ON "{day0}" USING brin (ts)')
         cursor.execute(f'ALTER TABLE {TABLE} ATTACH PARTITION "{day0}" FOR VALUES FROM (%s) TO (%s)',
                        [DAY0, DAY0 + dt.timedelta(days=1)])
+        cursor.execute(f'VACUUM ANALYZE "{day0}"')
+
+    def fresh_plain(cursor, gpus: list[int]) -> None:
+        """The same day plus the next day's first hour in one unpartitioned table, built the same way."""
+        cursor.execute(f"DROP TABLE IF EXISTS {PLAIN}")
+        cursor.execute(f"CREATE TABLE {PLAIN} (LIKE {TABLE} INCLUDING DEFAULTS)")
+        fill(cursor, PLAIN, gpus, 0, per_day + hour_rows - 1)
+        cursor.execute(f"ALTER TABLE {PLAIN} ADD PRIMARY KEY (gpu_id, ts)")
+        cursor.execute(f"CREATE INDEX {PLAIN}_ts_brin ON {PLAIN} USING brin (ts)")
+        cursor.execute(f"VACUUM ANALYZE {PLAIN}")
 
     results = []
     started = time.perf_counter()
@@ -88,24 +115,15 @@ def main() -> None:
             cursor.execute(f"TRUNCATE {TABLE}")
             cursor.execute(f'DROP TABLE IF EXISTS "{day0}"')
             # The next day's first hour stays on both sides (what DELETE has to step over is the index).
-            fill(cursor, TABLE, gpus, per_day, per_day + 3600 // args.interval - 1)
-            cursor.execute(f"DROP TABLE IF EXISTS {PLAIN}")
-            cursor.execute(f"CREATE TABLE {PLAIN} (LIKE {TABLE} INCLUDING DEFAULTS)")
-            fill(cursor, PLAIN, gpus, 0, per_day + 3600 // args.interval - 1)
-            cursor.execute(f"ALTER TABLE {PLAIN} ADD PRIMARY KEY (gpu_id, ts)")
-            cursor.execute(f"CREATE INDEX {PLAIN}_ts_brin ON {PLAIN} USING brin (ts)")
-            cursor.execute(f"VACUUM ANALYZE {PLAIN}")
-            cursor.execute(f"SELECT pg_total_relation_size('{PLAIN}')")
-            plain_bytes = cursor.fetchone()[0]
-        print(f"{size} GPUs: unpartitioned copy filled at {time.perf_counter() - started:.0f} s", file=sys.stderr)
-        drop_s, detach_s, delete_s = [], [], []
+            fill(cursor, TABLE, gpus, per_day, per_day + hour_rows - 1)
+        drop_s, detach_s, delete_s, vacuum_s = [], [], [], []
         day_bytes = 0
         for run in range(args.runs):
             with connection.cursor() as cursor:
                 fresh_day0(cursor, gpus)
+                fresh_plain(cursor, gpus)
                 cursor.execute(f"SELECT pg_total_relation_size('\"{day0}\"')")
                 day_bytes = cursor.fetchone()[0]
-            with connection.cursor() as cursor:
                 cursor.execute("CHECKPOINT")  # a week-old day has long been checkpointed, on both sides
             with override_settings(RAW_SAMPLE_RETENTION_DAYS=7), CaptureQueriesContext(connection) as queries:
                 began = time.perf_counter()
@@ -113,45 +131,138 @@ def main() -> None:
                 drop_s.append(time.perf_counter() - began)
             assert result["partitions_dropped"] == 1, result
             detach_s.append(sum(float(q["time"]) for q in queries.captured_queries if "DETACH" in q["sql"]))
-            with transaction.atomic(), connection.cursor() as cursor:
+            with connection.cursor() as cursor:  # autocommit: the statement and its commit (WAL flush)
                 began = time.perf_counter()
                 cursor.execute(f"DELETE FROM {PLAIN} WHERE ts < %s", [DAY0 + dt.timedelta(days=1)])
                 delete_s.append(time.perf_counter() - began)
                 deleted = cursor.rowcount
-                transaction.set_rollback(True)
-            with connection.cursor() as cursor:
                 cursor.execute(f"SELECT count(*) FROM {TABLE}")
                 kept = cursor.fetchone()[0]
-            assert deleted == size * per_day and kept == size * 3600 // args.interval, (deleted, kept)
+                cursor.execute(f"SELECT count(*) FROM {PLAIN}")
+                plain_kept = cursor.fetchone()[0]
+                # The dead rows a DELETE leaves must be vacuumed away (autovacuum would); a drop leaves none.
+                began = time.perf_counter()
+                cursor.execute(f"VACUUM {PLAIN}")
+                vacuum_s.append(time.perf_counter() - began)
+            assert deleted == size * per_day and kept == plain_kept == size * hour_rows, (deleted, kept, plain_kept)
             print(f"{size} GPUs, run {run + 1}: retention {drop_s[-1] * 1000:.1f} ms (DETACH "
-                  f"{detach_s[-1] * 1000:.1f} ms), DELETE {delete_s[-1] * 1000:.0f} ms; at "
+                  f"{detach_s[-1] * 1000:.1f} ms), DELETE {delete_s[-1] * 1000:.0f} ms (+ VACUUM "
+                  f"{vacuum_s[-1] * 1000:.0f} ms); at "
                   f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
-        results.append((size, day_bytes, plain_bytes, statistics.median(drop_s), statistics.median(detach_s),
-                        statistics.median(delete_s), [d / r for d, r in zip(delete_s, drop_s, strict=True)]))
+        results.append({"gpus": size, "rows": size * per_day, "day_bytes": day_bytes, "drop_s": drop_s,
+                        "detach_s": detach_s, "delete_s": delete_s, "vacuum_s": vacuum_s})
     with connection.cursor() as cursor:
-        cursor.execute(f"DROP TABLE {PLAIN}")
+        cursor.execute(f"DROP TABLE IF EXISTS {PLAIN}")
+    return {"settings": settings_now, "results": results, "took_s": time.perf_counter() - started}
 
+
+class DefaultDurabilityCluster:
+    """A private cluster from the same binaries as scripts/with_postgres.sh, with PostgreSQL's default durability
+    (fsync, synchronous_commit, full_page_writes all on); as root it runs as the unprivileged user `fptest`."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.bin = Path(os.environ.get("PG_BIN", ""))
+        if not (self.bin / "initdb").exists():
+            sys.exit("PG_BIN must name PostgreSQL's server binaries (scripts/with_postgres.sh exports it).")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.dir = Path(tempfile.mkdtemp(prefix="fp-pgbench."))
+        self.run_as: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, user="fptest")  # with_postgres.sh created the user
+            self.run_as = ["runuser", "-u", "fptest", "--"]
+
+    @property
+    def url(self) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/factory_portal"
+
+    def start(self) -> None:
+        # initdb's own --no-sync only skips syncing its template files; the server below runs with the defaults.
+        subprocess.run([*self.run_as, str(self.bin / "initdb"), "-D", str(self.dir / "data"), "-U", "postgres",
+                        "-A", "trust", "--no-sync"], check=True, capture_output=True, timeout=120)
+        subprocess.run([*self.run_as, str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-l",
+                        str(self.dir / "server.log"), "-w", "-o",
+                        f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1", "start"],
+                       check=True, capture_output=True, timeout=120)
+
+    def stop(self) -> None:
+        subprocess.run([*self.run_as, str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "fast", "stop"],
+                       capture_output=True, timeout=120)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def run_measure(args: argparse.Namespace, database_url: str, gpus: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--measure", "--gpus", gpus, "--interval", str(args.interval),
+                          "--runs", str(args.runs)],
+                         env={**os.environ, "DATABASE_URL": database_url}, stdout=subprocess.PIPE, text=True,
+                         timeout=600, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--gpus", default="100,200",
+                        help="GPUs per day on the default-durability cluster, one size per comma-separated value")
+    parser.add_argument("--test-gpus", default="100", help="the same on the test cluster (empty: skip it)")
+    parser.add_argument("--interval", type=int, default=10, help="seconds between samples (the default poll)")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--measure", action="store_true", help="internal: measure on DATABASE_URL, print JSON")
+    args = parser.parse_args()
+    if args.measure:
+        print(json.dumps(measure(args)))
+        return
+    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        sys.exit("Run under scripts/with_postgres.sh (DATABASE_URL must point to PostgreSQL).")
+
+    started = time.perf_counter()
+    clusters = []
+    if args.test_gpus:
+        print("test cluster (scripts/with_postgres.sh)...", file=sys.stderr)
+        clusters.append(("test cluster", run_measure(args, os.environ["DATABASE_URL"], args.test_gpus)))
+    private = DefaultDurabilityCluster()
+    try:
+        private.start()
+        print("private cluster with default durability...", file=sys.stderr)
+        clusters.insert(0, ("production defaults", run_measure(args, private.url, args.gpus)))
+    finally:
+        private.stop()
+
+    per_day = 86400 // args.interval
     lines = []
-    for size, day_bytes, _plain, drop, detach, delete, ratios in results:
-        lines.append(f"| {size:,} GPUs: {size * per_day:,} rows, {day_bytes / 2**20:,.0f} MiB | {drop * 1000:.1f} ms "
-                     f"| {detach * 1000:.1f} ms | {delete * 1000:,.0f} ms | {delete / drop:,.0f}× "
-                     f"({', '.join(f'{r:.0f}×' for r in ratios)}) |")
+    for label, data in clusters:
+        durability = ", ".join(f"`{k}={v}`" for k, v in data["settings"].items())
+        for r in data["results"]:
+            drop, detach, delete, vacuum = (statistics.median(r[k]) for k in ("drop_s", "detach_s", "delete_s",
+                                                                                "vacuum_s"))
+            ratios = [d / x for d, x in zip(r["delete_s"], r["drop_s"], strict=True)]
+            with_vacuum = statistics.median(
+                (d + v) / x for d, v, x in zip(r["delete_s"], r["vacuum_s"], r["drop_s"], strict=True))
+            lines.append(
+                f"| {label} ({durability}) | {r['gpus']:,} GPUs: {r['rows']:,} rows, {r['day_bytes'] / 2**20:,.0f} MiB "
+                f"| {drop * 1000:.1f} ms | {detach * 1000:.1f} ms | {delete * 1000:,.0f} ms | {delete / drop:,.0f}× "
+                f"({', '.join(f'{x:.0f}×' for x in ratios)}) | {vacuum * 1000:,.0f} ms | {with_vacuum:,.0f}× |")
     table = "\n".join(lines)
     print(f"""## Retention (`bench/retention.py`)
 
-Removing one day of raw GPU samples (one sample every {args.interval} s per GPU, every column filled as a reading
-fills it) from a table that also holds the next day's first hour, at {len(sizes)} sizes of a day: the project's
-retention (`gpu_sample_retention_apply`: DETACH the day's partition, then DROP it; 1-minute rollup retention
-included) next to `DELETE ... WHERE ts < cutoff` on an unpartitioned table with the same rows, PK and BRIN index
-(timed as a statement, rolled back so the same rows serve every run; the VACUUM a DELETE leaves behind is not
-counted; the throwaway cluster runs with `full_page_writes=off`, which spares the DELETE the page images production
-would write to the WAL); median of {args.runs} runs per size.
-"Parent locked" is the DETACH statement: the only time the partitioned table that ingest and the dashboards
-use is locked; the DROP after it locks only the detached table.
+Removing one day of raw GPU samples (one sample every {args.interval} s per GPU: {per_day:,} rows per GPU, every
+column filled as a reading fills it) from a table that also holds the next day's first hour: the project's retention
+(`gpu_sample_retention_apply`: DETACH the day's partition, then DROP it; 1-minute rollup retention included) next to
+`DELETE ... WHERE ts < cutoff` on an unpartitioned table with the same rows, PK and BRIN index. Both sides are
+freshly built (filled, indexed, vacuumed) and checkpointed before each run and timed to their commit. Each figure
+is taken under the settings shown: a private cluster started from the same binaries with PostgreSQL's default
+durability, as production runs (there the DELETE also writes a full-page image of each page it touches to the WAL
+and waits for its flush), and the test cluster of `scripts/with_postgres.sh` (durability off) for comparison.
+Median of {args.runs} runs per size. "Parent locked" is the DETACH statement: the only time the partitioned table
+that ingest and the dashboards use is locked; the DROP after it locks only the detached table. The VACUUM of the
+rows a DELETE leaves dead (autovacuum would run it; a drop leaves nothing to vacuum) is shown apart.
 
-| day | retention (detach + drop) | of which parent locked | DELETE | speed-up (target ≥ 20×; per run) |
-|---|---|---|---|---|
+{HEADER}
 {table}
+
+_Both clusters took {time.perf_counter() - started:.0f} s in all (setup included)._
 """)
 
 

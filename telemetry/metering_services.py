@@ -5,6 +5,10 @@ process start time changed; a new series' first reading is a baseline; every wri
 ((series, scraped_at), (series, interval_end), (series, bucket, bucket_start)) so running anything twice
 changes nothing. Endpoint rows are locked (in id order) while a batch is recorded, so two workers recording
 the same endpoint never compute two deltas from the same previous snapshot.
+
+The previous reading of a series is its last counters, kept on the series (`EngineSeries.last_*`) and written in
+the same transaction as the snapshot; `CounterSnapshot` is history only (day-partitioned on PostgreSQL, dropped by
+`telemetry.retention`), never read by this path.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, Subquery, Sum
+from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from factory_portal.crypto import decrypt_secret
@@ -29,6 +33,7 @@ from telemetry.collectors import engines
 from telemetry.collectors.fetch import FetchPolicy, FetchResult, FetchTarget, fetch_many_blocking
 from telemetry.models.metering import CounterSnapshot, EngineSeries, UsageBucket, UsageDelta, UsageRollup
 from telemetry.parsing import ParseError
+from telemetry.retention import counter_snapshot_partitions_ensure, counter_snapshot_retention_apply
 
 logger = logging.getLogger(__name__)
 
@@ -181,9 +186,9 @@ def scrape_outcomes_record(*, outcomes: Sequence[EndpointOutcome]) -> RecordSumm
     """Store one poll of many endpoints: health, series, snapshots and deltas, in one transaction.
 
     The statements are few and fixed per batch, whatever its size: lock the endpoints, update their health, upsert
-    the series (ids back), read each series' latest snapshot, insert snapshots and deltas
-    (`ON CONFLICT DO NOTHING`). On PostgreSQL each is one set-based statement with array parameters
-    (`_PgStore`); elsewhere the ORM does the same (`_OrmStore`).
+    the series (ids back, with each series' last counters), insert snapshots and deltas
+    (`ON CONFLICT DO NOTHING`), move the series' last counters forward. On PostgreSQL each is one set-based
+    statement with array parameters (`_PgStore`); elsewhere the ORM does the same (`_OrmStore`).
     """
     summary = RecordSummary(endpoints=len(outcomes))
     if not outcomes:
@@ -233,6 +238,7 @@ def scrape_outcomes_record(*, outcomes: Sequence[EndpointOutcome]) -> RecordSumm
             endpoint_snaps.setdefault(endpoint_of[series_id], []).append(snap)
         snapshots: list[dict] = []
         deltas: list[dict] = []
+        written: set[int] = set()
         for outcome, s, series in sorted(readings, key=lambda r: r[0].scraped_at):
             series_id = pk_by_key[series]
             endpoint_id = series[0]
@@ -254,9 +260,14 @@ def scrape_outcomes_record(*, outcomes: Sequence[EndpointOutcome]) -> RecordSumm
             snapshot = SimpleNamespace(series_id=series_id, scraped_at=outcome.scraped_at, **values)
             snapshots.append(snapshot.__dict__)
             latest[series_id] = snapshot
+            written.add(series_id)
             endpoint_snaps.setdefault(endpoint_id, []).append(snapshot)
+        if snapshots:
+            counter_snapshot_partitions_ensure(days={r["scraped_at"].astimezone(dt.UTC).date() for r in snapshots})
         store.insert_snapshots(snapshots)
         store.insert_deltas(deltas)
+        # Only the newest new reading of each series; never older than what is stored (the SQL checks it too).
+        store.store_last_counters([vars(latest[series_id]) for series_id in written])
         summary.snapshots, summary.deltas = len(snapshots), len(deltas)
     return summary
 
@@ -288,7 +299,13 @@ class _Store:
         raise NotImplementedError
 
     def latest_snapshots(self, series_ids: set[int]) -> dict[int, Any]:
-        """Each series' newest snapshot (attributes as on `CounterSnapshot`); series without one absent."""
+        """Each series' last counters (attributes as on `CounterSnapshot`: series_id, scraped_at, the counters);
+        series never recorded absent."""
+        raise NotImplementedError
+
+    def store_last_counters(self, rows: list[dict]) -> None:
+        """Make these readings the series' last counters, each only where it is newer than the stored one (and, on
+        PostgreSQL, move `last_seen_at` of every series of the batch, which its `upsert_series` leaves)."""
         raise NotImplementedError
 
     def insert_snapshots(self, rows: list[dict]) -> None:
@@ -300,6 +317,8 @@ class _Store:
 
 SNAPSHOT_COLUMNS = ("series_id", "scraped_at", "process_start_time_s", *COUNTER_FIELDS, "requests_by_reason",
                     *GAUGE_FIELDS)
+# What the next reading is diffed against: `EngineSeries.last_<name>` for each.
+LAST_COLUMNS = ("scraped_at", "process_start_time_s", *COUNTER_FIELDS, "requests_by_reason")
 DELTA_COLUMNS = ("series_id", "endpoint_id", "interval_start", "interval_end", *COUNTER_FIELDS, "requests_by_reason",
                  "reset")
 _SQL_TYPE = {
@@ -349,6 +368,8 @@ class _PgStore(_Store):
         self.series = EngineSeries._meta.db_table
         self.snapshots = CounterSnapshot._meta.db_table
         self.deltas = UsageDelta._meta.db_table
+        self.last: dict[int, SimpleNamespace] = {}  # filled by upsert_series: the series' last counters
+        self.seen: dict[int, dt.datetime] = {}  # filled by upsert_series: last_seen_at per series of the batch
 
     def lock_endpoints(self, ids: list[int]) -> dict[int, str]:
         self.cursor.execute(
@@ -369,36 +390,60 @@ class _PgStore(_Store):
             [ids, [str(h) for h in health], error, ts, engine])
 
     def upsert_series(self, rows: list[_SeriesRow]) -> dict[tuple[int, str], int]:
+        # Insert the new series and read the known ones with their last counters, in one statement, writing no row
+        # that exists: `last_seen_at` moves in `store_last_counters`' UPDATE, so a series gets one new row version
+        # per batch. The SELECT sees the rows committed before this statement; a series of these endpoints cannot
+        # be inserted meanwhile by another transaction, since their rows are locked by this one.
+        last = ", ".join("s.last_" + c for c in LAST_COLUMNS)
         self.cursor.execute(
-            f"INSERT INTO {self.series} AS s (endpoint_id, key, model, labels, split_labels, first_seen_at, "
+            "WITH v AS (SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], "
+            "%s::timestamptz[], %s::timestamptz[]) AS v(endpoint_id, key, model, labels, split_labels, first_seen, "
+            "last_seen)), "
+            f"ins AS (INSERT INTO {self.series} AS s (endpoint_id, key, model, labels, split_labels, first_seen_at, "
             "last_seen_at, created_at, updated_at) "
             "SELECT v.endpoint_id, v.key, v.model, v.labels::jsonb, v.split_labels::jsonb, v.first_seen, v.last_seen, "
-            "now(), now() FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], "
-            "%s::timestamptz[], %s::timestamptz[]) AS v(endpoint_id, key, model, labels, split_labels, first_seen, "
-            "last_seen) "
-            "ON CONFLICT (endpoint_id, key) DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at "
-            "RETURNING s.id, s.endpoint_id, s.key",
+            "now(), now() FROM v ON CONFLICT (endpoint_id, key) DO NOTHING "
+            f"RETURNING s.id, s.endpoint_id, s.key, {last}) "
+            f"SELECT * FROM ins UNION ALL SELECT s.id, s.endpoint_id, s.key, {last} FROM {self.series} s "
+            "JOIN v ON s.endpoint_id = v.endpoint_id AND s.key = v.key",
             [[r.endpoint_id for r in rows], [r.key for r in rows], [r.model for r in rows],
              [json.dumps(r.labels) for r in rows], [json.dumps(r.split_labels) for r in rows],
              [r.first_seen_at for r in rows], [r.last_seen_at for r in rows]])
-        return {(endpoint_id, key): pk for pk, endpoint_id, key in self.cursor.fetchall()}
+        pk_by_key = {}
+        self.last = {}
+        for pk, endpoint_id, key, *last_values in self.cursor.fetchall():
+            pk_by_key[(endpoint_id, key)] = pk
+            if last_values[0] is not None:  # last_scraped_at: the series has been recorded before
+                snap = SimpleNamespace(series_id=pk, **dict(zip(LAST_COLUMNS, last_values, strict=True)))
+                if isinstance(snap.requests_by_reason, str | bytes):  # Django loads jsonb as text on its connections
+                    snap.requests_by_reason = json.loads(snap.requests_by_reason)
+                self.last[pk] = snap
+        self.seen = {pk_by_key[(r.endpoint_id, r.key)]: r.last_seen_at for r in rows}
+        return pk_by_key
 
     def latest_snapshots(self, series_ids: set[int]) -> dict[int, Any]:
-        columns = SNAPSHOT_COLUMNS
-        # One index probe per series on the (series_id, scraped_at) unique index, newest first.
+        return {pk: snap for pk, snap in self.last.items() if pk in series_ids}
+
+    def store_last_counters(self, rows: list[dict]) -> None:
+        # One UPDATE for every series of the batch: `last_seen_at` for all, the last counters where a reading is
+        # newer than the stored one (never backwards: a retried or late reading leaves them).
+        by_id = {r["series_id"]: r for r in rows}
+        ids = list(self.seen)
+        if not ids:
+            return
+        full = [by_id.get(pk) or dict.fromkeys(LAST_COLUMNS) for pk in ids]
+        columns = ("series_id", "last_seen", *LAST_COLUMNS)
+        arrays = [ids, [self.seen[pk] for pk in ids], *_column_arrays(full, LAST_COLUMNS)]
+        types = {"last_seen": "timestamptz", **_SQL_TYPE}
+        newer = "v.scraped_at IS NOT NULL AND (s.last_scraped_at IS NULL OR s.last_scraped_at < v.scraped_at)"
+        values = ", ".join(
+            f"last_{c} = CASE WHEN {newer} THEN v.{c}{'::jsonb' if c == 'requests_by_reason' else ''} "
+            f"ELSE s.last_{c} END" for c in LAST_COLUMNS)
         self.cursor.execute(
-            f"SELECT {', '.join('c.' + c for c in columns)} FROM unnest(%s::bigint[]) AS s(id) "
-            f"CROSS JOIN LATERAL (SELECT * FROM {self.snapshots} c WHERE c.series_id = s.id "
-            "ORDER BY c.scraped_at DESC LIMIT 1) c",
-            [list(series_ids)])
-        latest = {}
-        reasons = columns.index("requests_by_reason")
-        for row in self.cursor.fetchall():
-            snap = SimpleNamespace(**dict(zip(columns, row, strict=True)))
-            if isinstance(row[reasons], str | bytes):  # Django loads jsonb as text on its connections
-                snap.requests_by_reason = json.loads(row[reasons])
-            latest[snap.series_id] = snap
-        return latest
+            f"UPDATE {self.series} AS s SET last_seen_at = v.last_seen, {values} "
+            f"FROM unnest({', '.join(f'%s::{types[c]}[]' for c in columns)}) AS v({', '.join(columns)}) "
+            "WHERE s.id = v.series_id",
+            arrays)
 
     def insert_snapshots(self, rows: list[dict]) -> None:
         if rows:
@@ -439,12 +484,15 @@ class _OrmStore(_Store):
         ids = list(series_ids)
         if not ids:
             return {}
-        newest = CounterSnapshot.objects.filter(series_id=OuterRef("pk")).order_by("-scraped_at").values("pk")[:1]
-        snapshot_ids = [
-            pk for pk in EngineSeries.objects.filter(pk__in=ids).annotate(last=Subquery(newest))
-            .values_list("last", flat=True) if pk is not None
-        ]
-        return {s.series_id: s for s in CounterSnapshot.objects.filter(pk__in=snapshot_ids)}
+        rows = (EngineSeries.objects.filter(pk__in=ids, last_scraped_at__isnull=False)
+                .values_list("pk", *(f"last_{c}" for c in LAST_COLUMNS)))
+        return {pk: SimpleNamespace(series_id=pk, **dict(zip(LAST_COLUMNS, last, strict=True))) for pk, *last in rows}
+
+    def store_last_counters(self, rows: list[dict]) -> None:
+        for r in rows:
+            (EngineSeries.objects.filter(pk=r["series_id"])
+             .filter(Q(last_scraped_at__isnull=True) | Q(last_scraped_at__lt=r["scraped_at"]))
+             .update(**{f"last_{c}": r[c] for c in LAST_COLUMNS}))
 
     def insert_snapshots(self, rows: list[dict]) -> None:
         CounterSnapshot.objects.bulk_create([CounterSnapshot(**r) for r in rows], ignore_conflicts=True)
@@ -591,23 +639,12 @@ def _upsert_rollups(rows: list[UsageRollup]) -> None:
         )
 
 
-def counter_snapshots_prune(*, now: dt.datetime | None = None, batch_size: int = 50_000) -> int:
-    """Delete counter snapshots older than RAW_SAMPLE_RETENTION_DAYS, except the latest one of every series.
+def counter_snapshots_prune(*, now: dt.datetime | None = None) -> dict[str, int]:
+    """Counter snapshot retention (hourly): make the next days' partitions, drop the days wholly older than
+    RAW_SAMPLE_RETENTION_DAYS (PostgreSQL; a DELETE elsewhere). See `counter_snapshot_retention_apply`.
 
-    The latest snapshot is what the series' next reading is diffed against (an idle or unreachable endpoint may
-    come back after months), so it is kept whatever its age; deltas and rollups are never touched. Deletes in
-    batches, each its own statement; running it twice deletes nothing the second time. Returns rows deleted.
+    Nothing has to be kept for the next reading: an idle series' last counters live on the series
+    (`EngineSeries.last_*`), whatever the age of its last snapshot. Deltas and rollups are never touched.
     """
-    from django.conf import settings
-
-    cutoff = (now or timezone.now()) - dt.timedelta(days=settings.RAW_SAMPLE_RETENTION_DAYS)
-    newer = CounterSnapshot.objects.filter(series_id=OuterRef("series_id"), scraped_at__gt=OuterRef("scraped_at"))
-    stale = CounterSnapshot.objects.filter(scraped_at__lt=cutoff).filter(Exists(newer))
-    deleted = 0
-    while True:
-        ids = list(stale.order_by().values_list("pk", flat=True)[:batch_size])
-        if not ids:
-            return deleted
-        # Only rows that still have a newer snapshot: the check is repeated in the DELETE itself.
-        deleted += stale.filter(pk__in=ids).delete()[0]
+    return counter_snapshot_retention_apply(now=now or timezone.now())
 

@@ -1,5 +1,5 @@
 """Periodic metering tasks: the scrape fan-out every ENGINE_SCRAPE_INTERVAL_S, usage rollups every minute,
-snapshot retention every hour."""
+snapshot retention every hour (it also makes the next days' snapshot partitions, so they exist ahead)."""
 
 from django.conf import settings
 

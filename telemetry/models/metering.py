@@ -2,6 +2,8 @@
 
 The facts are the cumulative counters an engine printed (`CounterSnapshot`). A `UsageDelta` is what was used
 between two consecutive snapshots of a series (reset-aware, DESIGN.md §5.1); rollups sum deltas per bucket.
+The counters the next reading is diffed against are the series' own `last_*` columns, so snapshots are history only:
+on PostgreSQL they are range-partitioned by day and retention drops whole days.
 Usage is stored unattributed: the tenants app maps (endpoint, label, value) to tenants from `EngineSeries.labels`.
 """
 
@@ -35,6 +37,20 @@ class EngineSeries(BaseModel):
     split_labels = models.JSONField(default=dict, blank=True)
     first_seen_at = models.DateTimeField()
     last_seen_at = models.DateTimeField()
+    # The newest snapshot's counters, written with it in the scrape transaction (the endpoint rows are locked, so
+    # writes are serialised) and never moved back. The next reading is diffed against them, however old they are,
+    # so retention can drop snapshot partitions without losing an idle series' baseline. NULL: never recorded.
+    last_scraped_at = models.DateTimeField(null=True, blank=True)
+    last_process_start_time_s = models.FloatField(null=True, blank=True)
+    last_prompt_tokens = models.BigIntegerField(null=True, blank=True)
+    last_generation_tokens = models.BigIntegerField(null=True, blank=True)
+    last_requests_ok = models.BigIntegerField(null=True, blank=True)
+    last_requests_failed = models.BigIntegerField(null=True, blank=True)
+    last_requests_by_reason = models.JSONField(null=True, blank=True)
+    last_ttft_sum_s = models.FloatField(null=True, blank=True)
+    last_ttft_count = models.BigIntegerField(null=True, blank=True)
+    last_itl_sum_s = models.FloatField(null=True, blank=True)
+    last_itl_count = models.BigIntegerField(null=True, blank=True)
 
     objects = EngineSeriesQuerySet.as_manager()
 
@@ -54,9 +70,20 @@ class EngineSeries(BaseModel):
 
 
 class CounterSnapshot(models.Model):
-    """The cumulative counters and the gauges of one series at one scrape. NULL: the engine does not expose it."""
+    """The cumulative counters and the gauges of one series at one scrape, keyed (series, scraped_at). NULL: the
+    engine does not expose it.
 
-    series = models.ForeignKey("telemetry.EngineSeries", on_delete=models.CASCADE, related_name="snapshots")
+    History only: the scrape path diffs against `EngineSeries.last_*`, never reads this table. On PostgreSQL it is
+    range-partitioned by UTC day on `scraped_at` (migration `*_counter_snapshot_partitions`); retention drops whole
+    day partitions (`telemetry.retention`). SQLite keeps one plain table (with its old `id` column) and a DELETE.
+    """
+
+    pk = models.CompositePrimaryKey("series_id", "scraped_at")
+    # The primary key (series_id, scraped_at) is the index. No database FK (the ORM still cascades a series'
+    # deletion): dropping or detaching a partition that references `telemetry_engineseries` would take a lock on
+    # it that waits for, and then blocks, every scrape transaction; and each insert would check it.
+    series = models.ForeignKey("telemetry.EngineSeries", on_delete=models.CASCADE, related_name="snapshots",
+                               db_index=False, db_constraint=False)
     scraped_at = models.DateTimeField()
     process_start_time_s = models.FloatField(null=True, blank=True)
     prompt_tokens = models.BigIntegerField(null=True, blank=True)
@@ -74,13 +101,6 @@ class CounterSnapshot(models.Model):
 
     class Meta:
         ordering = ["series_id", "scraped_at"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["series", "scraped_at"],
-                name="%(app_label)s_%(class)s_unique_series_ts",
-                violation_error_message="This series already has a snapshot at this time.",
-            )
-        ]
 
     def __str__(self) -> str:
         return f"{self.series_id}@{self.scraped_at:%Y-%m-%d %H:%M:%S}"

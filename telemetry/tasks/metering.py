@@ -40,6 +40,6 @@ def usage_rollup_task() -> int:
 
 
 @shared_task(name="telemetry.counter_snapshots_prune_task", soft_time_limit=240, time_limit=300)
-def counter_snapshots_prune_task() -> int:
+def counter_snapshots_prune_task() -> dict[str, int]:
     return metering_services.counter_snapshots_prune()
 
