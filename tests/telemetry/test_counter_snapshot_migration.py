@@ -13,7 +13,7 @@ import sys
 from tests.reliability.private_pg import PrivatePostgres
 from tests.reliability.procs import ROOT
 
-BEFORE = "0005_dashboards_node_rollup"
+BEFORE = "0006_dashboards_warm"
 T0 = dt.datetime(2026, 2, 27, 23, 59, 50, tzinfo=dt.UTC)
 
 

@@ -158,7 +158,7 @@ def test_the_migration_fills_the_last_counters_from_each_series_newest_snapshot(
     # given two series with snapshots and no last counters (as before the migration), and one without snapshots
     from importlib import import_module
 
-    migration = import_module("telemetry.migrations.0006_counter_snapshot_partitions")
+    migration = import_module("telemetry.migrations.0007_counter_snapshot_partitions")
     endpoint = factories.ServingEndpointFactory(site=world.site_a)
     a, b, c = (EngineSeries.objects.create(endpoint=endpoint, key=k, first_seen_at=NOW, last_seen_at=NOW)
                for k in "abc")

@@ -65,7 +65,7 @@ def _last(name: str, field: models.Field) -> migrations.AddField:
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("telemetry", "0005_dashboards_node_rollup"),
+        ("telemetry", "0006_dashboards_warm"),
     ]
 
     operations = [
