@@ -7,7 +7,14 @@ of the table (same columns, PK (gpu_id, ts), BRIN on ts), in the same run, at tw
   on), as production runs: there a DELETE also writes a full-page image of every page it touches first after a
   checkpoint, and its commit waits for the WAL flush.
 
-    scripts/with_postgres.sh .venv/bin/python bench/retention.py [--gpus 100,200] [--test-gpus 100] [--runs 3]
+    scripts/with_postgres.sh .venv/bin/python bench/retention.py [--gpus 100,200] [--hot-gpus 100] [--test-gpus 100]
+
+Two states of the day being removed, on the private cluster: **aged out** (the default, what a retention run meets:
+the day is `RAW_SAMPLE_RETENTION_DAYS` old, so neither PostgreSQL's shared buffers nor the kernel's page cache hold
+it — the cluster is restarted after the checkpoint and both sides' table, index and TOAST files are dropped from the
+page cache with `posix_fadvise(DONTNEED)`; the catalogs stay cached, as on a running server) and **just written**
+(both tables still in memory: the drop then also pays for evicting the day's cached pages, the DELETE reads nothing
+from disk).
 
 A day at the issue's scale (10,000 GPUs every 10 s) is 86.4 M rows, too many to seed here in a benchmark's time;
 two smaller days show how each side grows. Rows are generated server-side (`INSERT ... SELECT generate_series`,
@@ -45,7 +52,7 @@ SELECT_ROWS = (
     "FROM unnest(%(gpus)s::bigint[]) g, generate_series(%(first)s, %(last)s) s"
 )
 DURABILITY = ("fsync", "synchronous_commit", "full_page_writes")
-HEADER = ("| cluster (settings) | day | retention (detach + drop) | of which parent locked | DELETE "
+HEADER = ("| cluster (settings), state of the day | day | retention (detach + drop) | of which parent locked | DELETE "
           "| speed-up (target ≥ 20×; per run) | VACUUM after the DELETE | speed-up counting it |\n"
           "|---|---|---|---|---|---|---|---|")
 
@@ -105,6 +112,32 @@ def measure(args: argparse.Namespace) -> dict:
         cursor.execute(f"CREATE INDEX {PLAIN}_ts_brin ON {PLAIN} USING brin (ts)")
         cursor.execute(f"VACUUM ANALYZE {PLAIN}")
 
+    def forget_cached_pages() -> int:
+        """The state of a day that aged out: a restarted server (nothing in shared buffers), and the files of both
+        sides' tables, indexes and TOAST dropped from the kernel's page cache (clean after the checkpoint). The
+        catalogs stay in the page cache, as on a server that runs. Bytes advised."""
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_relation_filepath(c.oid) FROM pg_class c WHERE c.oid = ANY(%s::regclass[]) "
+                "OR c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = ANY(%s::regclass[])) "
+                "OR c.oid IN (SELECT reltoastrelid FROM pg_class WHERE oid = ANY(%s::regclass[])) "
+                "OR c.oid IN (SELECT i.indexrelid FROM pg_index i JOIN pg_class t ON t.reltoastrelid = i.indrelid "
+                "WHERE t.oid = ANY(%s::regclass[]))", [[f'"{day0}"', PLAIN]] * 4)
+            stems = [row[0] for row in cursor.fetchall() if row[0]]
+        connection.close()
+        subprocess.run(json.loads(args.restart_cmd), check=True, capture_output=True, timeout=120)
+        advised = 0
+        for stem in stems:
+            for path in Path(args.data_dir).glob(stem + "*"):  # segments .1, .2 … and the _fsm / _vm forks
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                    advised += os.fstat(fd).st_size
+                finally:
+                    os.close(fd)
+        connection.ensure_connection()
+        return advised
+
     results = []
     started = time.perf_counter()
     for size in sizes:
@@ -125,12 +158,17 @@ def measure(args: argparse.Namespace) -> dict:
                 cursor.execute(f"SELECT pg_total_relation_size('\"{day0}\"')")
                 day_bytes = cursor.fetchone()[0]
                 cursor.execute("CHECKPOINT")  # a week-old day has long been checkpointed, on both sides
+            if args.aged:
+                assert forget_cached_pages() >= day_bytes
             with override_settings(RAW_SAMPLE_RETENTION_DAYS=7), CaptureQueriesContext(connection) as queries:
                 began = time.perf_counter()
                 result = gpu_sample_retention_apply(now=now)
                 drop_s.append(time.perf_counter() - began)
             assert result["partitions_dropped"] == 1, result
             detach_s.append(sum(float(q["time"]) for q in queries.captured_queries if "DETACH" in q["sql"]))
+            if os.environ.get("BENCH_RETENTION_TRACE"):
+                for q in queries.captured_queries:
+                    print(f"  {float(q['time']) * 1000:8.1f} ms  {q['sql'][:110]}", file=sys.stderr)
             with connection.cursor() as cursor:  # autocommit: the statement and its commit (WAL flush)
                 began = time.perf_counter()
                 cursor.execute(f"DELETE FROM {PLAIN} WHERE ts < %s", [DAY0 + dt.timedelta(days=1)])
@@ -153,7 +191,8 @@ def measure(args: argparse.Namespace) -> dict:
                         "detach_s": detach_s, "delete_s": delete_s, "vacuum_s": vacuum_s})
     with connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE IF EXISTS {PLAIN}")
-    return {"settings": settings_now, "results": results, "took_s": time.perf_counter() - started}
+    return {"settings": settings_now, "results": results, "took_s": time.perf_counter() - started,
+            "aged": bool(args.aged)}
 
 
 class DefaultDurabilityCluster:
@@ -188,15 +227,23 @@ class DefaultDurabilityCluster:
                         f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1", "start"],
                        check=True, capture_output=True, timeout=120)
 
+    @property
+    def restart_cmd(self) -> list[str]:
+        return [*self.run_as, str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-l",
+                str(self.dir / "server.log"), "-m", "fast", "-w", "restart"]
+
     def stop(self) -> None:
         subprocess.run([*self.run_as, str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "fast", "stop"],
                        capture_output=True, timeout=120)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def run_measure(args: argparse.Namespace, database_url: str, gpus: str) -> dict:
+def run_measure(args: argparse.Namespace, database_url: str, gpus: str,
+                aged_on: DefaultDurabilityCluster | None = None) -> dict:
+    aged = ["--aged", "--restart-cmd", json.dumps(aged_on.restart_cmd), "--data-dir", str(aged_on.dir / "data")] \
+        if aged_on else []
     out = subprocess.run([sys.executable, __file__, "--measure", "--gpus", gpus, "--interval", str(args.interval),
-                          "--runs", str(args.runs)],
+                          "--runs", str(args.runs), *aged],
                          env={**os.environ, "DATABASE_URL": database_url}, stdout=subprocess.PIPE, text=True,
                          timeout=600, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -206,10 +253,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gpus", default="100,200",
                         help="GPUs per day on the default-durability cluster, one size per comma-separated value")
-    parser.add_argument("--test-gpus", default="100", help="the same on the test cluster (empty: skip it)")
+    parser.add_argument("--hot-gpus", default="100",
+                        help="GPUs per day for the just-written case on the default-durability cluster (empty: skip)")
+    parser.add_argument("--test-gpus", default="", help="the same on the test cluster, just written (empty: skip)")
     parser.add_argument("--interval", type=int, default=10, help="seconds between samples (the default poll)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--measure", action="store_true", help="internal: measure on DATABASE_URL, print JSON")
+    parser.add_argument("--aged", action="store_true", help="internal: with --measure, the aged-out state")
+    parser.add_argument("--restart-cmd", default="[]", help="internal: argv restarting the measured cluster")
+    parser.add_argument("--data-dir", default="", help="internal: that cluster's data directory")
     args = parser.parse_args()
     if args.measure:
         print(json.dumps(measure(args)))
@@ -219,16 +271,25 @@ def main() -> None:
 
     started = time.perf_counter()
     clusters = []
-    if args.test_gpus:
-        print("test cluster (scripts/with_postgres.sh)...", file=sys.stderr)
-        clusters.append(("test cluster", run_measure(args, os.environ["DATABASE_URL"], args.test_gpus)))
     private = DefaultDurabilityCluster()
     try:
         private.start()
-        print("private cluster with default durability...", file=sys.stderr)
-        clusters.insert(0, ("production defaults", run_measure(args, private.url, args.gpus)))
+        print("private cluster with default durability, aged-out days...", file=sys.stderr)
+        clusters.append(("production defaults, day aged out", run_measure(args, private.url, args.gpus, private)))
     finally:
         private.stop()
+    if args.hot_gpus:
+        private = DefaultDurabilityCluster()  # a fresh one: each measurement seeds its own inventory
+        try:
+            private.start()
+            print("private cluster with default durability, just-written days...", file=sys.stderr)
+            clusters.append(("production defaults, day just written", run_measure(args, private.url, args.hot_gpus)))
+        finally:
+            private.stop()
+    if args.test_gpus:
+        print("test cluster (scripts/with_postgres.sh)...", file=sys.stderr)
+        clusters.append(("test cluster, day just written",
+                         run_measure(args, os.environ["DATABASE_URL"], args.test_gpus)))
 
     per_day = 86400 // args.interval
     lines = []
@@ -252,9 +313,14 @@ column filled as a reading fills it) from a table that also holds the next day's
 (`gpu_sample_retention_apply`: DETACH the day's partition, then DROP it; 1-minute rollup retention included) next to
 `DELETE ... WHERE ts < cutoff` on an unpartitioned table with the same rows, PK and BRIN index. Both sides are
 freshly built (filled, indexed, vacuumed) and checkpointed before each run and timed to their commit. Each figure
-is taken under the settings shown: a private cluster started from the same binaries with PostgreSQL's default
+is taken under the settings shown, on a private cluster started from the same binaries with PostgreSQL's default
 durability, as production runs (there the DELETE also writes a full-page image of each page it touches to the WAL
-and waits for its flush), and the test cluster of `scripts/with_postgres.sh` (durability off) for comparison.
+and waits for its flush). **Aged out** is what a retention run meets, the figure of record: the day is
+`RAW_SAMPLE_RETENTION_DAYS` old, so it is in neither PostgreSQL's shared buffers nor the kernel's page cache (the
+cluster is restarted after the checkpoint and both sides' files are dropped from the page cache alike; the catalogs
+stay cached, as on a running server): the DELETE has to read the day from disk, the drop only releases its files.
+**Just written** keeps both tables in memory: the drop then also pays for evicting the day's cached pages, and the
+DELETE reads nothing from disk.
 Median of {args.runs} runs per size. "Parent locked" is the DETACH statement: the only time the partitioned table
 that ingest and the dashboards use is locked; the DROP after it locks only the detached table. The VACUUM of the
 rows a DELETE leaves dead (autovacuum would run it; a drop leaves nothing to vacuum) is shown apart.
@@ -262,7 +328,7 @@ rows a DELETE leaves dead (autovacuum would run it; a drop leaves nothing to vac
 {HEADER}
 {table}
 
-_Both clusters took {time.perf_counter() - started:.0f} s in all (setup included)._
+_All of it took {time.perf_counter() - started:.0f} s (setup included)._
 """)
 
 

@@ -24,8 +24,9 @@ BENCHMARKS = ["parser", "gpu_ingest", "scrape_round", "retention", "dashboard", 
 # Arguments that keep `make bench` under 10 minutes in all; each script's own defaults are the longer runs.
 ARGS = {
     "gpu_ingest": ["--rows", "500000", "--runs", "3"],
-    "scrape_round": ["--rounds", "4"],
-    "loadgen": ["--duration", "120", "--warmup", "30"],
+    "scrape_round": ["--rounds", "3"],
+    "retention": ["--gpus", "100,200", "--hot-gpus", "", "--runs", "3"],
+    "loadgen": ["--duration", "90", "--warmup", "20"],
     "metering_retention": ["--series", "50"],
 }
 TIME_LIMIT_S = int(os.environ.get("BENCH_TIME_LIMIT_S", "540"))
