@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from telemetry.models import GpuRollup1h, GpuRollup1m, GpuSample, SiteGpuRollup1m
@@ -31,10 +31,16 @@ def gpu_rollups(*, gpu, start: dt.datetime, count: int, util: float, model=GpuRo
 
 
 def sample(*, gpu, ts: dt.datetime | None = None, **values) -> GpuSample:
+    """A raw reading, and on the GPU row what the ingest keeps with it (`telemetry.gpu_services._gpus_refresh`):
+    `last_seen_at` and the newest reading's `last_util_pct` / `last_power_w`, only when this reading is the GPU's
+    newest (an older one never rolls them back)."""
+    from sites.models import Gpu
     from telemetry.retention import gpu_sample_partitions_ensure
 
     ts = ts or timezone.now()
     gpu_sample_partitions_ensure(days=[ts.date()])  # the day partition must exist on PostgreSQL
+    Gpu.objects.filter(Q(last_seen_at__isnull=True) | Q(last_seen_at__lte=ts), pk=gpu.pk).update(
+        last_seen_at=ts, last_util_pct=values.get("util_pct"), last_power_w=values.get("power_w"))
     return GpuSample.objects.create(gpu_id=gpu.pk, ts=ts, **values)
 
 
