@@ -21,6 +21,7 @@ from django.db.models import Avg, Count, F, IntegerField, Max, Q, Sum
 from django.db.models.functions import Cast, TruncDay, TruncHour
 
 from factory_portal.crypto import hash_token
+from sites.dashboard import STALE_AFTER_POLLS
 from sites.models import Gpu, Node, Site
 from telemetry.models import (
     GpuRollup1h,
@@ -172,7 +173,7 @@ def site_gpu_heatmap(*, user: User, site: Site, start: dt.datetime, end: dt.date
 
 # The live figures of a card are over the readings of the last few poll intervals: the same window that
 # decides whether a GPU is online (sites.dashboard.STALE_AFTER_POLLS).
-LIVE_WINDOW_POLLS = 3
+LIVE_WINDOW_POLLS = STALE_AFTER_POLLS
 # A heatmap keeps at most about this many time columns; rows are GPUs.
 HEATMAP_MAX_COLUMNS = 180
 # ... and at most about this many cells: a 1,000-GPU site gets ~36 columns, still more than a pixel row per GPU

@@ -13,6 +13,7 @@ import time_machine
 from django.core.cache import cache
 from django.urls import reverse
 
+from sites.dashboard import site_cards
 from telemetry import gpu_selectors
 from telemetry.models import GpuSample, SiteGpuRollup1m
 from tests import factories
@@ -70,7 +71,10 @@ def test_live_figures_equal_the_slow_way_per_site_window(world) -> None:
     # when
     fast = gpu_selectors.sites_gpu_now(user=world.users["viewer"], sites=sites, now=NOW)
     outsider = gpu_selectors.sites_gpu_now(user=world.users["outsider"], sites=sites, now=NOW)
-    # then: partner A sees its two sites exactly as computed row by row, nothing of partner B's
+    on_cards = {c.site.pk: c.shared["gpu_latest"] for c in site_cards(user=world.users["viewer"], now=NOW)}
+    # then: partner A sees its two sites exactly as computed row by row, nothing of partner B's; the cards' figures
+    # (from the inventory scan) are the selector's
+    assert {k: v for k, v in on_cards.items() if v is not None} == fast
     slow = _slow_now(sites, NOW)
     assert set(fast) == {world.site_a.pk, slow_site.pk}
     for site_id, figures in fast.items():
