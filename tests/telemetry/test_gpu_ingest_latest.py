@@ -10,6 +10,7 @@ import datetime as dt
 
 import pytest
 import time_machine
+from django.db import connection
 
 from sites.models import Gpu, Node
 from telemetry import gpu_selectors
@@ -141,3 +142,13 @@ def test_live_figures_after_real_ingest_equal_the_raw_samples(world) -> None:
     assert at_end[world.site_a.pk]["util_mean_pct"] == 50
     outsider = gpu_selectors.sites_gpu_now(user=world.users["outsider"], sites=sites, now=end)
     assert set(outsider) == {world.site_b.pk} and outsider[world.site_b.pk]["util_mean_pct"] == 55
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="a PostgreSQL storage parameter")
+def test_gpu_rows_leave_room_for_updates_on_their_page(world) -> None:
+    # given / when: the migrated table
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reloptions FROM pg_class WHERE relname = %s", [Gpu._meta.db_table])
+        options = cursor.fetchone()[0]
+    # then: every poll's UPDATE of a GPU row can stay on its page (HOT)
+    assert "fillfactor=50" in options
