@@ -19,7 +19,7 @@ from decimal import Decimal
 from functools import reduce
 
 from django.conf import settings
-from django.db.models import Count, Max, Min, Q, Sum
+from django.db.models import Count, Min, Q, Sum
 from django.urls import reverse
 from django.utils import timezone
 
@@ -291,7 +291,7 @@ def gpu_inventory(*, user: User, sites: list[Site], now: dt.datetime
 
     The latest readings are `telemetry.gpu_selectors.sites_gpu_now`'s figures (`Gpu.last_util_pct`, `last_power_w`
     of the GPUs whose newest reading is within `STALE_AFTER_POLLS` poll intervals of their site, not after `now`):
-    per site `{"gpus_reporting", "util_mean_pct", "power_w", "last_ts"}`, absent when no GPU has such a reading."""
+    per site `{"gpus_reporting", "util_mean_pct", "power_w"}`, absent when no GPU has such a reading."""
     if not sites:
         return {}, {}, {}
     bad = [GpuStatus.LOST, GpuStatus.UNHEALTHY]
@@ -304,21 +304,20 @@ def gpu_inventory(*, user: User, sites: list[Site], now: dt.datetime
                       online=Count("pk", filter=fresh & ~Q(status__in=bad)), total=Count("pk"),
                       example=Min("pk"), reporting=Count("pk", filter=recent),
                       util_sum=Sum("last_util_pct", filter=recent), util_n=Count("last_util_pct", filter=recent),
-                      power=Sum("last_power_w", filter=recent), last=Max("last_seen_at", filter=recent))
+                      power=Sum("last_power_w", filter=recent))
             .order_by())
     states: dict[int, dict[int, dict[str, int]]] = defaultdict(dict)
     groups: dict[tuple[int, str, str], list[int]] = {}
     latest: dict[int, list] = {}
-    for (node_id, site_id, driver, cuda, lost, unhealthy, online, total, example, reporting, util_sum, util_n, power,
-         last) in rows:
+    for node_id, site_id, driver, cuda, lost, unhealthy, online, total, example, reporting, util_sum, util_n, power \
+            in rows:
         if reporting:
-            acc = latest.setdefault(site_id, [0, 0, 0, None, last])
+            acc = latest.setdefault(site_id, [0, 0, 0, None])
             acc[0] += reporting
             acc[1] += util_sum or 0
             acc[2] += util_n
             if power is not None:  # None = no GPU of the site reported power (absent, not 0)
                 acc[3] = (acc[3] or 0.0) + power
-            acc[4] = max(acc[4], last)
         c = states[site_id].setdefault(node_id, dict.fromkeys(GPU_STATES, 0))
         c["online"] += online
         c["stale"] += total - lost - unhealthy - online
@@ -332,8 +331,8 @@ def gpu_inventory(*, user: User, sites: list[Site], now: dt.datetime
                                 for (site_id, driver, cuda), (n, example) in groups.items()])
     return states, versions, {
         site_id: {"gpus_reporting": n, "util_mean_pct": util_sum / util_n if util_n else None,
-                  "power_w": float(power) if power is not None else None, "last_ts": last}
-        for site_id, (n, util_sum, util_n, power, last) in latest.items()}
+                  "power_w": float(power) if power is not None else None}
+        for site_id, (n, util_sum, util_n, power) in latest.items()}
 
 
 def _version_groups(rows: list[tuple[int, str, str, int, int]]) -> dict[int, list[GpuVersionGroup]]:

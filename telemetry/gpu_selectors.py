@@ -185,10 +185,11 @@ HEATMAP_CACHE_S = 600
 def sites_gpu_now(*, user: User, sites: list[Site], now: dt.datetime) -> dict[int, dict]:
     """Per site, its GPUs' latest readings within the last `LIVE_WINDOW_POLLS` poll intervals of the site.
 
-    Returns `{site_id: {"gpus_reporting", "util_mean_pct", "power_w", "last_ts"}}`: `gpus_reporting` counts the GPUs
-    whose newest reading is in the window, `util_mean_pct` is the mean of those readings that had utilization (None
-    if none did), `power_w` the sum of those that had power (None if none did), `last_ts` the newest. Sites without
-    such a GPU are absent.
+    Returns `{site_id: {"gpus_reporting", "util_mean_pct", "power_w"}}`: `gpus_reporting` counts the GPUs whose
+    newest reading is in the window, `util_mean_pct` is the mean of those readings that had utilization (None if none
+    did), `power_w` the sum of those that had power (None if none did). Sites without such a GPU are absent. The
+    cards get the same figures from their inventory scan (`sites.dashboard.gpu_inventory`); this is the selector on
+    its own.
 
     Read from the GPU rows (`Gpu.last_seen_at`, `last_util_pct`, `last_power_w`, kept by the ingest in the same
     UPDATE as `last_seen_at`): one row per GPU of the given sites, so the cost follows the user's sites, not the
@@ -202,11 +203,11 @@ def sites_gpu_now(*, user: User, sites: list[Site], now: dt.datetime) -> dict[in
     rows = (Gpu.objects.visible_to(user).filter(window, last_seen_at__lte=now)
             .values_list("node__site_id")
             .annotate(n=Count("pk"), util_sum=Sum("last_util_pct"), util_n=Count("last_util_pct"),
-                      power=Sum("last_power_w"), last=Max("last_seen_at"))
+                      power=Sum("last_power_w"))
             .order_by())
     return {site_id: {"gpus_reporting": n, "util_mean_pct": util_sum / util_n if util_n else None,
-                      "power_w": float(power) if power is not None else None, "last_ts": last}
-            for site_id, n, util_sum, util_n, power, last in rows}
+                      "power_w": float(power) if power is not None else None}
+            for site_id, n, util_sum, util_n, power in rows}
 
 
 def sites_util_mean(*, user: User, site_ids: list[int], start: dt.datetime, end: dt.datetime) -> dict[int, float]:
