@@ -42,10 +42,12 @@ DEFINITIONS = {
                 "planned date (site calendar).",
     "days_to_revenue": "Days until the first-tokens milestone, slipped by the current delay when behind plan.",
     "utilization": "GPU utilization: mean of NVML utilization.gpu (% of time a kernel ran) over the period; live "
-                   f"cards: over the readings of the last {STALE_AFTER_POLLS} poll intervals.",
+                   "cards (utilization now): mean of each GPU's latest reading, over the GPUs that reported one "
+                   f"within the last {STALE_AFTER_POLLS} poll intervals (GPUs without utilization left out).",
     "utilization_target": "Alert when the site's mean GPU utilization over the last hour is below its target.",
-    "power_drawn": "GPU power drawn: sum over GPUs of their mean NVML power draw in the last "
-                   f"{STALE_AFTER_POLLS} poll intervals (kW). Facility estimate = × the site's PUE.",
+    "power_drawn": "GPU power drawn now: sum of each GPU's latest NVML power reading, over the GPUs that reported "
+                   f"one within the last {STALE_AFTER_POLLS} poll intervals (kW). Facility estimate = × the site's "
+                   "PUE.",
     "over_power": "Alert when the GPUs' draw × PUE exceeds the contracted power capacity.",
     "tokens": "Prompt + generated tokens per second, from the serving engines' cumulative counters (usage deltas "
               "of the last 5 minutes on cards; per bucket on charts).",
