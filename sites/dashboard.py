@@ -19,7 +19,7 @@ from decimal import Decimal
 from functools import reduce
 
 from django.conf import settings
-from django.db.models import Count, Min, Q
+from django.db.models import Count, Min, Q, Sum
 from django.urls import reverse
 from django.utils import timezone
 
@@ -42,10 +42,12 @@ DEFINITIONS = {
                 "planned date (site calendar).",
     "days_to_revenue": "Days until the first-tokens milestone, slipped by the current delay when behind plan.",
     "utilization": "GPU utilization: mean of NVML utilization.gpu (% of time a kernel ran) over the period; live "
-                   f"cards: over the readings of the last {STALE_AFTER_POLLS} poll intervals.",
+                   "cards (utilization now): mean of each GPU's latest reading, over the GPUs that reported one "
+                   f"within the last {STALE_AFTER_POLLS} poll intervals (GPUs without utilization left out).",
     "utilization_target": "Alert when the site's mean GPU utilization over the last hour is below its target.",
-    "power_drawn": "GPU power drawn: sum over GPUs of their mean NVML power draw in the last "
-                   f"{STALE_AFTER_POLLS} poll intervals (kW). Facility estimate = × the site's PUE.",
+    "power_drawn": "GPU power drawn now: sum of each GPU's latest NVML power reading, over the GPUs that reported "
+                   f"one within the last {STALE_AFTER_POLLS} poll intervals (kW). Facility estimate = × the site's "
+                   "PUE.",
     "over_power": "Alert when the GPUs' draw × PUE exceeds the contracted power capacity.",
     "tokens": "Prompt + generated tokens per second, from the serving engines' cumulative counters (usage deltas "
               "of the last 5 minutes on cards; per bucket on charts).",
@@ -95,8 +97,10 @@ class SiteCard:
     # The site's node rows (`NodeRow`, by hostname), for the site page's providers (its node table) in the same
     # request, so 1,125 nodes are read once.
     nodes: list = field(default_factory=list)
-    # What card providers computed for this card that the site page's providers of the same request can reuse
-    # (telemetry: the endpoints' usage of the last minutes, under "endpoint_usage").
+    # What the card's read or its providers computed that providers of the same request can reuse: "gpu_latest" (the
+    # GPUs' latest readings from the inventory scan, `gpu_inventory`; None = no GPU reported within the window) for
+    # telemetry's live figures, "endpoint_usage" (telemetry: the endpoints' usage of the last minutes) for the site
+    # page's endpoint table.
     shared: dict = field(default_factory=dict)
     # Filled by card providers (see the module docstring). `figures`: numbers in their units — `util_pct`,
     # `gpus_reporting`, `power_w`, `tokens_per_s` — absent when unknown (absent is not zero).
@@ -281,24 +285,41 @@ def node_gpu_states(*, user: User, sites: list[Site], now: dt.datetime) -> dict[
 
 
 def gpu_inventory(*, user: User, sites: list[Site], now: dt.datetime
-                  ) -> tuple[dict[int, dict[int, dict[str, int]]], dict[int, list[GpuVersionGroup]]]:
-    """`node_gpu_states` and `gpu_version_groups` from one scan of the sites' GPUs: counted in SQL per (node,
-    reported driver, reported CUDA), then summed per node (states) and per (site, versions) (groups, with the
-    lowest GPU id as example) in Python. A 9,000-GPU site reads ~1,100 rows once instead of scanning its GPUs
-    twice (the live JSON polls this every 15 s)."""
+                  ) -> tuple[dict[int, dict[int, dict[str, int]]], dict[int, list[GpuVersionGroup]], dict[int, dict]]:
+    """`node_gpu_states`, `gpu_version_groups` and the GPUs' latest readings per site from one scan of the sites'
+    GPUs: counted in SQL per (node, reported driver, reported CUDA), then summed per node (states), per (site,
+    versions) (groups, with the lowest GPU id as example) and per site (latest readings) in Python. A 9,000-GPU site
+    reads ~1,100 rows once instead of scanning its GPUs three times (the live JSON polls this every 15 s).
+
+    The latest readings are `telemetry.gpu_selectors.sites_gpu_now`'s figures (`Gpu.last_util_pct`, `last_power_w`
+    of the GPUs whose newest reading is within `STALE_AFTER_POLLS` poll intervals of their site, not after `now`):
+    per site `{"gpus_reporting", "util_mean_pct", "power_w"}`, absent when no GPU has such a reading."""
     if not sites:
-        return {}, {}
+        return {}, {}, {}
     bad = [GpuStatus.LOST, GpuStatus.UNHEALTHY]
+    fresh = _fresh_q(sites, now)
+    recent = fresh & Q(last_seen_at__lte=now)
     rows = (Gpu.objects.visible_to(user).filter(node__site_id__in=[s.pk for s in sites])
             .values_list("node_id", "node__site_id", "driver_version", "cuda_driver_version")
             .annotate(lost=Count("pk", filter=Q(status=GpuStatus.LOST)),
                       unhealthy=Count("pk", filter=Q(status=GpuStatus.UNHEALTHY)),
-                      online=Count("pk", filter=_fresh_q(sites, now) & ~Q(status__in=bad)), total=Count("pk"),
-                      example=Min("pk"))
+                      online=Count("pk", filter=fresh & ~Q(status__in=bad)), total=Count("pk"),
+                      example=Min("pk"), reporting=Count("pk", filter=recent),
+                      util_sum=Sum("last_util_pct", filter=recent), util_n=Count("last_util_pct", filter=recent),
+                      power=Sum("last_power_w", filter=recent))
             .order_by())
     states: dict[int, dict[int, dict[str, int]]] = defaultdict(dict)
     groups: dict[tuple[int, str, str], list[int]] = {}
-    for node_id, site_id, driver, cuda, lost, unhealthy, online, total, example in rows:
+    latest: dict[int, list] = {}
+    for node_id, site_id, driver, cuda, lost, unhealthy, online, total, example, reporting, util_sum, util_n, power \
+            in rows:
+        if reporting:
+            acc = latest.setdefault(site_id, [0, 0, 0, None])
+            acc[0] += reporting
+            acc[1] += util_sum or 0
+            acc[2] += util_n
+            if power is not None:  # None = no GPU of the site reported power (absent, not 0)
+                acc[3] = (acc[3] or 0.0) + power
         c = states[site_id].setdefault(node_id, dict.fromkeys(GPU_STATES, 0))
         c["online"] += online
         c["stale"] += total - lost - unhealthy - online
@@ -308,8 +329,12 @@ def gpu_inventory(*, user: User, sites: list[Site], now: dt.datetime
             g = groups.setdefault((site_id, driver, cuda), [0, example])
             g[0] += total
             g[1] = min(g[1], example)
-    return states, _version_groups([(site_id, driver, cuda, n, example)
-                                    for (site_id, driver, cuda), (n, example) in groups.items()])
+    versions = _version_groups([(site_id, driver, cuda, n, example)
+                                for (site_id, driver, cuda), (n, example) in groups.items()])
+    return states, versions, {
+        site_id: {"gpus_reporting": n, "util_mean_pct": util_sum / util_n if util_n else None,
+                  "power_w": float(power) if power is not None else None}
+        for site_id, (n, util_sum, util_n, power) in latest.items()}
 
 
 def _version_groups(rows: list[tuple[int, str, str, int, int]]) -> dict[int, list[GpuVersionGroup]]:
@@ -379,7 +404,7 @@ def site_cards(*, user: User, site: Site | None = None, now: dt.datetime | None 
         sites = sites.filter(pk=site.pk)
     sites = list(sites)
     ids = [s.pk for s in sites]
-    states, versions = gpu_inventory(user=user, sites=sites, now=now)
+    states, versions, latest = gpu_inventory(user=user, sites=sites, now=now)
     nodes_by_site: dict[int, list[NodeRow]] = defaultdict(list)
     # Plain tuples, not model instances: a 9,000-GPU site has 1,125 nodes, read on every 15-second refresh.
     for row in Node.objects.visible_to(user).filter(site_id__in=ids).order_by("hostname").values_list(*NODE_FIELDS):
@@ -410,6 +435,7 @@ def site_cards(*, user: User, site: Site | None = None, now: dt.datetime | None 
             compliance=grouped_site_compliance(site=s, nodes=nodes_by_site[s.pk], endpoints=endpoints,
                                                gpu_groups=versions.get(s.pk, [])),
             node_gpus=per_node, node_states=site_states, nodes=nodes_by_site[s.pk],
+            shared={"gpu_latest": latest.get(s.pk)},
         )
         node_rows = [{"hostname": n.hostname, "status": n.status, "last_seen_at": n.last_seen_at,
                       "last_error": n.last_error, "clock_offset_s": n.clock_offset_s} for n in nodes_by_site[s.pk]

@@ -285,6 +285,11 @@ class Gpu(BaseModel):
     mig_mode = models.BooleanField("MIG mode", null=True, blank=True)
     status = models.CharField(max_length=16, choices=GpuStatus.choices, default=GpuStatus.OK)
     last_seen_at = models.DateTimeField(null=True, blank=True)
+    # The figures of the GPU's newest reading (the report that set `last_seen_at`), kept by the ingest in the same
+    # UPDATE so the live cards read one row per GPU of the site instead of the installation's raw samples of the
+    # window. NULL = the reading lacked the field (not supported), never 0; an older report never rolls them back.
+    last_util_pct = models.SmallIntegerField(null=True, blank=True)
+    last_power_w = models.FloatField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     simulated = models.BooleanField(default=False, help_text="Readings come from the demo simulator.")
 

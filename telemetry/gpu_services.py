@@ -49,6 +49,26 @@ def _gpu_fields(reading: GpuReading, report: NodeReading) -> dict:
     }
 
 
+# What the GPU row keeps of its newest reading (`Gpu.last_util_pct`, `last_power_w`): the live cards' figures.
+LatestFigures = tuple[dt.datetime, int | None, float | None]
+_SMALLINT = range(-32768, 32768)
+
+
+def _latest_figures(reading: GpuReading) -> dict:
+    """The reading's live figures as the GPU row stores them. A value the column cannot hold is kept as NULL: the
+    sample table refuses that reading on its own (its report is refused), but the one UPDATE of the batch's GPU rows
+    must not fail with it and take the other reports down."""
+    util, power = reading.util_pct, reading.power_w
+    ok_util = isinstance(util, int) and not isinstance(util, bool) and util in _SMALLINT
+    ok_power = isinstance(power, int | float) and not isinstance(power, bool)
+    return {"last_util_pct": util if ok_util else None, "last_power_w": float(power) if ok_power else None}
+
+
+def _latest(reading: GpuReading, ts: dt.datetime) -> LatestFigures:
+    figures = _latest_figures(reading)
+    return ts, figures["last_util_pct"], figures["last_power_w"]
+
+
 STATIC_SYNC_FIELDS = ["index", "name", "memory_total_bytes", "serial", "pci_bus_id", "driver_version",
                       "cuda_driver_version", "mig_mode"]
 
@@ -222,7 +242,8 @@ def _unchanged(gpus: dict[str, _KnownGpu], reports: list[NodeReading]) -> bool:
 class _SteadyWrites:
     """What the steady nodes of a batch change, written as one statement per table."""
 
-    gpu_seen: dict[int, dt.datetime] = dataclasses.field(default_factory=dict)
+    # GPU id → (last_seen_at, last_util_pct, last_power_w) of its newest report in the batch
+    gpu_seen: dict[int, LatestFigures] = dataclasses.field(default_factory=dict)
     migs: dict[str, MigDevice] = dataclasses.field(default_factory=dict)
     # node id → (last_seen_at, driver_version, cuda_driver_version, status)
     nodes: dict[int, tuple[dt.datetime, str, str, str]] = dataclasses.field(default_factory=dict)
@@ -251,9 +272,9 @@ def _steady_apply(*, node: Node, gpus: dict[str, _KnownGpu], indexed: list[tuple
             cuda = (report.cuda_driver_version or cuda)[:32]
             for reading in report.gpus:
                 gpu = gpus[reading.uuid]
-                current = acc.gpu_seen.get(gpu.pk, gpu.last_seen_at)
+                current = acc.gpu_seen[gpu.pk][0] if gpu.pk in acc.gpu_seen else gpu.last_seen_at
                 if current is None or report.ts >= current:
-                    acc.gpu_seen[gpu.pk] = report.ts
+                    acc.gpu_seen[gpu.pk] = _latest(reading, report.ts)
         for reading in report.gpus:
             for mig in _mig_devices(reading, gpu_id=gpus[reading.uuid].pk, ts=report.ts, now=now):
                 acc.migs[mig.uuid] = mig  # the last one received wins, as when applied one by one
@@ -288,23 +309,27 @@ def _nodes_refresh(updates: dict[int, tuple[dt.datetime, str, str, str]], *, now
                                           cuda_driver_version=cuda, status=status, updated_at=now)
 
 
-def _gpus_refresh(seen: dict[int, dt.datetime], *, now: dt.datetime) -> None:
-    """GPUs seen again: ok, with their new last_seen_at (one statement on PostgreSQL)."""
+def _gpus_refresh(seen: dict[int, LatestFigures], *, now: dt.datetime) -> None:
+    """GPUs seen again: ok, with their new last_seen_at and their newest reading's figures (one statement on
+    PostgreSQL). The callers pass only reports that are the GPU's newest, so an older one never rolls them back."""
     if connection.vendor == "postgresql":
         import psycopg
 
+        ts, util, power = (list(col) for col in zip(*seen.values(), strict=True))
         connection.ensure_connection()
         with psycopg.Cursor(connection.connection) as cursor:  # arrays bound server-side
             cursor.execute(
-                f"UPDATE {Gpu._meta.db_table} AS g SET status = %s, last_seen_at = v.ts, last_error = '', "
-                "updated_at = %s FROM unnest(%s::bigint[], %s::timestamptz[]) AS v(id, ts) WHERE g.id = v.id",
-                [str(GpuStatus.OK), now, list(seen), list(seen.values())])
+                f"UPDATE {Gpu._meta.db_table} AS g SET status = %s, last_seen_at = v.ts, last_util_pct = v.util, "
+                "last_power_w = v.power, last_error = '', updated_at = %s FROM unnest(%s::bigint[], "
+                "%s::timestamptz[], %s::smallint[], %s::float8[]) AS v(id, ts, util, power) WHERE g.id = v.id",
+                [str(GpuStatus.OK), now, list(seen), ts, util, power])
         return
-    by_ts: dict[dt.datetime, list[int]] = {}
-    for pk, ts in seen.items():
-        by_ts.setdefault(ts, []).append(pk)
-    for ts, pks in by_ts.items():
-        Gpu.objects.filter(pk__in=pks).update(status=GpuStatus.OK, last_seen_at=ts, last_error="", updated_at=now)
+    by_value: dict[LatestFigures, list[int]] = {}
+    for pk, latest in seen.items():
+        by_value.setdefault(latest, []).append(pk)
+    for (ts, util, power), pks in by_value.items():
+        Gpu.objects.filter(pk__in=pks).update(status=GpuStatus.OK, last_seen_at=ts, last_util_pct=util,
+                                              last_power_w=power, last_error="", updated_at=now)
 
 
 def _db_errors() -> tuple[type[Exception], ...]:
@@ -360,11 +385,12 @@ def _report_sync(*, node: Node, report: NodeReading, now: dt.datetime,
                                 field="gpus")
 
     gpu_ids: dict[str, int] = {}
-    refreshed: list[int] = []
+    refreshed: dict[int, LatestFigures] = {}
     # A GPU first seen in a simulated report is labelled simulated for good (UI/API badge). New GPUs are
     # inserted together: a node's first report (or a fleet's onboarding) is one statement, not eight.
     fresh = Gpu.objects.bulk_create([
-        Gpu(node=node, uuid=r.uuid, simulated=report.source == SOURCE_SIMULATED, **_gpu_fields(r, report))
+        Gpu(node=node, uuid=r.uuid, simulated=report.source == SOURCE_SIMULATED, **_gpu_fields(r, report),
+            **_latest_figures(r))
         for r in {r.uuid: r for r in report.gpus if r.uuid not in known}.values()])
     created = len(fresh)
     gpu_ids.update({g.uuid: g.pk for g in fresh})
@@ -381,11 +407,10 @@ def _report_sync(*, node: Node, report: NodeReading, now: dt.datetime,
                 for key in changed:
                     setattr(gpu, key, fields[key])
                 gpu.save(update_fields=[*changed, "updated_at"])
-            refreshed.append(gpu.pk)
+            refreshed[gpu.pk] = _latest(reading, report.ts)
         gpu_ids[reading.uuid] = gpu.pk
     if refreshed:
-        Gpu.objects.filter(pk__in=refreshed).update(status=GpuStatus.OK, last_seen_at=report.ts, last_error="",
-                                                    updated_at=now)
+        _gpus_refresh(refreshed, now=now)
     _sync_mig_devices(report=report, gpu_ids=gpu_ids, now=now)
 
     lost = 0

@@ -31,10 +31,20 @@ def gpu_rollups(*, gpu, start: dt.datetime, count: int, util: float, model=GpuRo
 
 
 def sample(*, gpu, ts: dt.datetime | None = None, **values) -> GpuSample:
+    """A raw reading, and on the GPU row what the ingest keeps with it (`telemetry.gpu_services._gpus_refresh`): the
+    reading's `last_util_pct` / `last_power_w` when it is the GPU's newest stored reading (an older one never rolls
+    them back), and `last_seen_at` moved up to it. Fixtures that set `last_seen_at` without a reading keep theirs
+    when it is later."""
+    from sites.models import Gpu
     from telemetry.retention import gpu_sample_partitions_ensure
 
     ts = ts or timezone.now()
     gpu_sample_partitions_ensure(days=[ts.date()])  # the day partition must exist on PostgreSQL
+    row = Gpu.objects.get(pk=gpu.pk)
+    changes: dict = {"last_seen_at": max(row.last_seen_at or ts, ts)}
+    if not GpuSample.objects.filter(gpu_id=gpu.pk, ts__gt=ts).exists():
+        changes |= {"last_util_pct": values.get("util_pct"), "last_power_w": values.get("power_w")}
+    Gpu.objects.filter(pk=gpu.pk).update(**changes)
     return GpuSample.objects.create(gpu_id=gpu.pk, ts=ts, **values)
 
 

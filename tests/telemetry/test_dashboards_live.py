@@ -1,5 +1,5 @@
-"""Third round of dashboard performance: the live cards' raw-sample aggregation (`sites_gpu_now`, per GPU then
-joined to the visible GPUs' sites) equals the slow way, and the fleet charts' cached settled days
+"""Dashboard performance: the live cards' figures (`sites_gpu_now`, each GPU's latest reading kept on its row by the
+ingest) equal the slow way over the raw samples, and the fleet charts' cached settled days
 (`sites_gpu_buckets`) equal the figures aggregated row by row, show a new rollup on the next refresh and never
 serve one partner's figures to another."""
 
@@ -13,6 +13,7 @@ import time_machine
 from django.core.cache import cache
 from django.urls import reverse
 
+from sites.dashboard import site_cards
 from telemetry import gpu_selectors
 from telemetry.models import GpuSample, SiteGpuRollup1m
 from tests import factories
@@ -31,21 +32,21 @@ def _frozen():
 
 
 def _slow_now(sites, now: dt.datetime) -> dict[int, dict]:
-    """`sites_gpu_now` row by row: per site, the samples of its GPUs within its last 3 poll intervals."""
+    """`sites_gpu_now` row by row from the raw samples: per site, each GPU's newest reading, counted when it is
+    within the site's last 3 poll intervals; utilization averaged and power summed over the readings that had them."""
     out = {}
     for site in sites:
         since = now - dt.timedelta(seconds=gpu_selectors.LIVE_WINDOW_POLLS * site.gpu_poll_interval_s)
-        per_gpu: dict[int, list] = {}
-        for s in GpuSample.objects.filter(gpu__node__site=site, ts__gte=since, ts__lte=now):
-            per_gpu.setdefault(s.gpu_id, []).append(s)
-        if not per_gpu:
+        newest: dict[int, GpuSample] = {}
+        for s in GpuSample.objects.filter(gpu__node__site=site, ts__lte=now).order_by("ts"):
+            newest[s.gpu_id] = s
+        latest = [s for s in newest.values() if s.ts >= since]
+        if not latest:
             continue
-        utils = [s.util_pct for rows in per_gpu.values() for s in rows if s.util_pct is not None]
-        powers = [sum(p) / len(p) for p in ([s.power_w for s in rows if s.power_w is not None]
-                                            for rows in per_gpu.values()) if p]
-        out[site.pk] = {"gpus_reporting": len(per_gpu), "util_mean_pct": sum(utils) / len(utils) if utils else None,
-                        "power_w": sum(powers) if powers else None,
-                        "last_ts": max(s.ts for rows in per_gpu.values() for s in rows)}
+        utils = [s.util_pct for s in latest if s.util_pct is not None]
+        powers = [s.power_w for s in latest if s.power_w is not None]
+        out[site.pk] = {"gpus_reporting": len(latest), "util_mean_pct": sum(utils) / len(utils) if utils else None,
+                        "power_w": sum(powers) if powers else None}
     return out
 
 
@@ -55,32 +56,39 @@ def test_live_figures_equal_the_slow_way_per_site_window(world) -> None:
     slow_site = factories.SiteFactory(partner=world.site_a.partner, gpu_poll_interval_s=60)
     gpu_a2 = factories.GpuFactory(node=world.node_a, index=1)
     gpu_slow = factories.GpuFactory(node=factories.NodeFactory(site=slow_site), index=0)
+    gpu_gone = factories.GpuFactory(node=world.node_a, index=2)
     for gpu, ages, util, power in [
         (world.gpu_a, [1, 11, 21, 45], 40, 300.0),  # the 45 s reading is outside site A's 30 s window
-        (gpu_a2, [5, 15], None, 500.0),  # no utilization
+        (gpu_a2, [15, 5], None, 500.0),  # no utilization; written oldest first
         (gpu_slow, [10, 70, 130, 170, 200], 80, None),  # no power; 200 s is outside the 180 s window
+        (gpu_gone, [40, 50], 10, 1000.0),  # gone stale: its newest reading is older than site A's window
         (world.gpu_b, [2, 12], 99, 700.0),
     ]:
-        for i, age in enumerate(ages):
+        for i, age in enumerate(ages):  # in the order listed: an older reading written later never rolls back
             seed.sample(gpu=gpu, ts=NOW - dt.timedelta(seconds=age), util_pct=None if util is None else util + i,
                         power_w=None if power is None else power + 10 * i)
     sites = [world.site_a, slow_site, world.site_b]
     # when
     fast = gpu_selectors.sites_gpu_now(user=world.users["viewer"], sites=sites, now=NOW)
     outsider = gpu_selectors.sites_gpu_now(user=world.users["outsider"], sites=sites, now=NOW)
-    # then: partner A sees its two sites exactly as computed row by row, nothing of partner B's
+    on_cards = {c.site.pk: c.shared["gpu_latest"] for c in site_cards(user=world.users["viewer"], now=NOW)}
+    # then: partner A sees its two sites exactly as computed row by row, nothing of partner B's; the cards' figures
+    # (from the inventory scan) are the selector's
+    assert {k: v for k, v in on_cards.items() if v is not None} == fast
     slow = _slow_now(sites, NOW)
     assert set(fast) == {world.site_a.pk, slow_site.pk}
     for site_id, figures in fast.items():
         assert figures["gpus_reporting"] == slow[site_id]["gpus_reporting"]
-        assert figures["last_ts"] == slow[site_id]["last_ts"]
         for key in ("util_mean_pct", "power_w"):
             assert (figures[key] is None) == (slow[site_id][key] is None)
             if figures[key] is not None:
                 assert float(figures[key]) == pytest.approx(slow[site_id][key])
     assert fast[slow_site.pk]["power_w"] is None and fast[world.site_a.pk]["gpus_reporting"] == 2
     assert set(outsider) == {world.site_b.pk}
-    assert float(outsider[world.site_b.pk]["util_mean_pct"]) == pytest.approx(99.5)
+    assert float(outsider[world.site_b.pk]["util_mean_pct"]) == pytest.approx(99)
+    assert fast[world.site_a.pk]["util_mean_pct"] == pytest.approx(40)  # gpu_a's newest; gpu_a2 has none
+    assert fast[world.site_a.pk]["power_w"] == pytest.approx(300.0 + 510.0)  # gpu_a2's newest (5 s) is 510 W
+    assert fast[slow_site.pk]["util_mean_pct"] == pytest.approx(80)
 
 
 def test_new_reading_shows_on_the_next_live_refresh(world, client_for) -> None:
@@ -93,8 +101,8 @@ def test_new_reading_shows_on_the_next_live_refresh(world, client_for) -> None:
     # when: a new reading at 80 % arrives
     seed.sample(gpu=world.gpu_a, ts=NOW - dt.timedelta(seconds=1), util_pct=80, power_w=100.0)
     after = client.get(url).json()["fields"][key]
-    # then: the next refresh shows the mean of both readings
-    assert "20" in before and "50" in after
+    # then: the next refresh shows the GPU's newest reading
+    assert before == "20 %" and after == "80 %"
 
 
 def _minutes(site, start: dt.datetime, minutes: int, *, phase: int = 0) -> None:

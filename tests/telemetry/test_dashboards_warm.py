@@ -159,18 +159,23 @@ def test_prewarm_is_skipped_with_a_per_process_cache(world) -> None:
 def test_gpu_inventory_equals_states_and_version_groups_apart(world) -> None:
     # given: GPUs with several versions (one reporting none) and states on two nodes
     node_2 = factories.NodeFactory(site=world.site_a)
-    for i, (driver, cuda, seen) in enumerate([("570.133.20", "12.8", 5), ("570.133.20", "12.8", 500),
-                                              ("565.57.01", "12.8", 5), ("", "", 5), ("", "12.4", None)]):
+    for i, (driver, cuda, seen, util, power) in enumerate([
+            ("570.133.20", "12.8", 5, 40, 300.0), ("570.133.20", "12.8", 500, 99, 999.0),
+            ("565.57.01", "12.8", 5, None, 200.0), ("", "", 5, 0, None), ("", "12.4", None, None, None)]):
         factories.GpuFactory(node=node_2 if i % 2 else world.node_a, index=i + 1, driver_version=driver,
-                             cuda_driver_version=cuda,
+                             cuda_driver_version=cuda, last_util_pct=util, last_power_w=power,
                              last_seen_at=None if seen is None else NOW - dt.timedelta(seconds=seen))
+    factories.GpuFactory(node=world.node_b, last_seen_at=NOW, last_util_pct=77, last_power_w=700.0)
     user, sites = world.users["operator"], list(Site.objects.all())
     # when
-    states, versions = gpu_inventory(user=user, sites=sites, now=NOW)
-    # then: as the two grouped queries it replaces
+    states, versions, latest = gpu_inventory(user=user, sites=sites, now=NOW)
+    # then: as the three grouped queries it replaces
     assert states == node_gpu_states(user=user, sites=sites, now=NOW)
     assert versions == gpu_version_groups(user=user, site_ids=[s.pk for s in sites])
-    assert world.site_b.pk not in states and world.site_b.pk not in versions
+    assert latest == gpu_selectors.sites_gpu_now(user=user, sites=sites, now=NOW)
+    assert latest[world.site_a.pk]["gpus_reporting"] == 3 and latest[world.site_a.pk]["power_w"] == 500.0
+    assert latest[world.site_a.pk]["util_mean_pct"] == 20  # (40 + 0) / 2: the GPU without utilization left out
+    assert world.site_b.pk not in states and world.site_b.pk not in versions and world.site_b.pk not in latest
 
 
 def test_nodes_checked_per_version_pair_count_as_every_node(world) -> None:

@@ -45,7 +45,8 @@ def cycles(rig: Rig, count: int) -> list:
 def inventory(node: Node, *, but: Gpu) -> dict:
     """The node's state and each GPU's, by index (comparable across nodes with different UUIDs)."""
     node.refresh_from_db()
-    gpus = {g.index: (g.status, g.last_seen_at, g.last_error, g.driver_version, g.mig_mode)
+    gpus = {g.index: (g.status, g.last_seen_at, g.last_error, g.driver_version, g.mig_mode, g.last_util_pct,
+                      g.last_power_w)
             for g in Gpu.objects.filter(node=node).exclude(pk=but.pk)}
     return {"node": (node.status, node.last_seen_at, node.last_error, node.driver_version), "gpus": gpus}
 
