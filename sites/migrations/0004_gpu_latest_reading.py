@@ -6,17 +6,21 @@ from django.db import migrations, models
 # this migration, the latest reading), i.e. every GPU row every poll interval. With full pages those updates cannot
 # stay on their page (HOT): the table grew 15-fold after 20 updates of every row in the dashboard bench, and every
 # index got an entry per update; half-empty pages keep them HOT, pruned in place, and the live cards' scan short.
+# Each report also UPDATEs its node's row (last_seen_at, versions, status): the same for sites_node.
 GPU_FILLFACTOR = 50
+POLLED_TABLES = ("sites_gpu", "sites_node")
 
 
 def gpu_fillfactor(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(f"ALTER TABLE sites_gpu SET (fillfactor = {GPU_FILLFACTOR})")
+        for table in POLLED_TABLES:
+            schema_editor.execute(f"ALTER TABLE {table} SET (fillfactor = {GPU_FILLFACTOR})")
 
 
 def gpu_fillfactor_reset(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute("ALTER TABLE sites_gpu RESET (fillfactor)")
+        for table in POLLED_TABLES:
+            schema_editor.execute(f"ALTER TABLE {table} RESET (fillfactor)")
 
 
 class Migration(migrations.Migration):

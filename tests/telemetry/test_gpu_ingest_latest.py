@@ -145,10 +145,11 @@ def test_live_figures_after_real_ingest_equal_the_raw_samples(world) -> None:
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="a PostgreSQL storage parameter")
-def test_gpu_rows_leave_room_for_updates_on_their_page(world) -> None:
-    # given / when: the migrated table
+def test_gpu_and_node_rows_leave_room_for_updates_on_their_page(world) -> None:
+    # given / when: the migrated tables
     with connection.cursor() as cursor:
-        cursor.execute("SELECT reloptions FROM pg_class WHERE relname = %s", [Gpu._meta.db_table])
-        options = cursor.fetchone()[0]
-    # then: every poll's UPDATE of a GPU row can stay on its page (HOT)
-    assert "fillfactor=50" in options
+        cursor.execute("SELECT relname, reloptions FROM pg_class WHERE relname = ANY(%s)",
+                       [[Gpu._meta.db_table, Node._meta.db_table]])
+        options = dict(cursor.fetchall())
+    # then: every poll's UPDATE of a GPU row and of its node's row can stay on its page (HOT)
+    assert options == {Gpu._meta.db_table: ["fillfactor=50"], Node._meta.db_table: ["fillfactor=50"]}
