@@ -58,6 +58,27 @@ def database_from_url(url: str, base_dir: Path) -> dict:
     raise ValueError(f"DATABASE_URL scheme {parts.scheme!r} is not supported (use sqlite:// or postgres://)")
 
 
+# A file cache prunes a third of its entries when it holds more than this; the dashboards keep per-site day pieces.
+FILE_CACHE_MAX_ENTRIES = 20_000
+
+
+def cache_from_url(url: str, base_dir: Path) -> dict:
+    """Django's default cache from CACHE_URL: empty = this process's memory; `redis://…` = a Redis shared by every
+    process; `file://var/cache` (relative to base_dir) or `file:///abs/path` = files shared by the processes of one
+    machine (what `make run` uses, so the worker's pre-warmed charts reach the web process)."""
+    if not url:
+        return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    scheme = urlsplit(url).scheme
+    if scheme in ("redis", "rediss"):
+        return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
+    if scheme == "file":
+        path = Path(unquote(url.removeprefix("file://")))
+        return {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                "LOCATION": str(path if path.is_absolute() else base_dir / path),
+                "OPTIONS": {"MAX_ENTRIES": FILE_CACHE_MAX_ENTRIES}}
+    raise ValueError(f"CACHE_URL scheme {scheme!r} is not supported (use redis://, rediss:// or file://)")
+
+
 def load_env_file(path: Path) -> None:
     """Read KEY=VALUE lines from `path` into the environment, never overriding what is already set."""
     if not path.is_file():

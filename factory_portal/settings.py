@@ -6,7 +6,7 @@ import importlib.util
 import secrets
 from pathlib import Path
 
-from factory_portal.env import database_from_url, envbool, envint, envlist, envstr, load_env_file
+from factory_portal.env import cache_from_url, database_from_url, envbool, envint, envlist, envstr, load_env_file
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 load_env_file(BASE_DIR / ".env")
@@ -91,11 +91,10 @@ DATABASES = {"default": database_from_url(envstr("DATABASE_URL", "sqlite:///var/
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Covering indexes (INCLUDE) are PostgreSQL's; on SQLite Django drops the extra columns and warns on every migrate.
 SILENCED_SYSTEM_CHECKS = ["models.W040"]
-# Per process by default; CACHE_URL=redis://... shares it between the web processes and the workers, which the
-# dashboards' heatmap pre-warm needs to reach users (docs/dashboards.md, "Caching").
+# Per process by default; CACHE_URL=redis://... (or file://... on one machine, as `make run` does) shares it between
+# the web processes and the workers, which the dashboards' heatmap pre-warm needs to reach users (docs/dashboards.md).
 CACHE_URL = envstr("CACHE_URL", "")
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL} if CACHE_URL
-          else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+CACHES = {"default": cache_from_url(CACHE_URL, BASE_DIR)}
 
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",

@@ -7,6 +7,11 @@ cd "$(dirname "$0")/.."
 BIN=.venv/bin
 PORT=${PORT:-8000}
 export PORT
+# One cache for the web process and the worker (files under var/), so the charts the worker pre-warms every minute
+# reach the pages; a CACHE_URL in the environment or in .env wins.
+if [ -z "${CACHE_URL:-}" ] && ! grep -qs '^CACHE_URL=.' .env; then
+  export CACHE_URL="file://${VAR_DIR:-var}/cache"
+fi
 
 "$BIN/python" manage.py migrate --noinput
 "$BIN/python" manage.py bootstrap

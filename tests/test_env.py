@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from factory_portal.env import database_from_url
+from factory_portal.env import cache_from_url, database_from_url
 
 
 def test_sqlite_urls_relative_and_absolute():
@@ -21,3 +21,16 @@ def test_postgres_url():
 def test_unknown_scheme_is_a_clear_error():
     with pytest.raises(ValueError, match="not supported"):
         database_from_url("mysql://x/y", Path("/"))
+
+
+def test_cache_urls_memory_redis_and_files():
+    base = Path("/srv/portal")
+    assert cache_from_url("", base)["BACKEND"].endswith("LocMemCache")
+    assert cache_from_url("redis://cache:6379/1", base) == {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://cache:6379/1"}
+    files = cache_from_url("file://var/cache", base)
+    assert (files["BACKEND"], files["LOCATION"]) == ("django.core.cache.backends.filebased.FileBasedCache",
+                                                     "/srv/portal/var/cache")
+    assert cache_from_url("file:///tmp/fp-cache", base)["LOCATION"] == "/tmp/fp-cache"
+    with pytest.raises(ValueError, match="not supported"):
+        cache_from_url("memcached://x", base)
