@@ -449,8 +449,12 @@ def report(args: argparse.Namespace, samples: list[dict], nodes: int, endpoints:
     print(f"| unhealthy endpoints (max) | 0 | {max((s['unhealthy'] for s in samples), default=0)} |")
     print(f"| scrape worker RSS, all processes: first → last sample after the first minute | – | "
           f"{rss[0][1]:.1f} → {rss[-1][1]:.1f} MiB (largest child {child_max:.1f} MiB) |")
-    print(f"| scrape worker RSS slope (least squares, {len(rss)} samples) | flat | "
-          f"{slope_per_hour(rss):+.1f} MiB/h |")
+    span_s = rss[-1][0] - rss[0][0] if rss else 0.0
+    # Over a few minutes a slope is noise scaled up to an hour (1 MiB in 40 s reads +90 MiB/h): it is printed only
+    # from a 10-minute window on; docs/scaling.md has the one-hour soak.
+    slope = (f"{slope_per_hour(rss):+.1f} MiB/h" if span_s >= 600 else
+             f"window of {span_s:.0f} s too short for a slope (one-hour soak: docs/scaling.md)")
+    print(f"| scrape worker RSS slope (least squares, {len(rss)} samples) | flat | {slope} |")
     print("| CPU, cores (median): " + ", ".join(cpu) + " | – | "
           + ", ".join(f"{v:.2f}" for v in cpu.values()) + " |")
     print()
