@@ -5,11 +5,27 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
+import pytest
+import time_machine
+from django.core.cache import cache
 from django.db.models import F
 from django.utils import timezone
 
 from telemetry.models import GpuRollup1h, GpuRollup1m, GpuSample, SiteGpuRollup1m
 from telemetry.models.metering import EngineSeries, UsageDelta, UsageRollup
+
+# The dashboard tests' clock: a Monday just after noon (UTC), day 0 three days earlier.
+NOW = dt.datetime(2026, 5, 4, 12, 0, 30, tzinfo=dt.UTC)
+DAY0 = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def frozen_now():
+    """Time frozen at NOW, with an empty cache before and after (the charts cache per site and day)."""
+    cache.clear()
+    with time_machine.travel(NOW, tick=False):
+        yield
+    cache.clear()
 
 
 def minute_rollups(*, site, start: dt.datetime, minutes: int, util: float, power_w: float, gpus: int = 1,

@@ -9,8 +9,6 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
-import time_machine
-from django.core.cache import cache
 from django.urls import reverse
 
 from sites.dashboard import site_cards
@@ -18,17 +16,9 @@ from telemetry import gpu_selectors
 from telemetry.models import GpuSample, SiteGpuRollup1m
 from tests import factories
 from tests.telemetry import dash_support as seed
+from tests.telemetry.dash_support import NOW, frozen_now  # noqa: F401 - a fixture
 
-NOW = dt.datetime(2026, 5, 4, 12, 0, 30, tzinfo=dt.UTC)
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _frozen():
-    cache.clear()
-    with time_machine.travel(NOW, tick=False):
-        yield
-    cache.clear()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen_now")]
 
 
 def _slow_now(sites, now: dt.datetime) -> dict[int, dict]:

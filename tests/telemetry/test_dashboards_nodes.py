@@ -7,8 +7,6 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-import time_machine
-from django.core.cache import cache
 from django.urls import reverse
 
 from sites.choices import NodeStatus
@@ -17,18 +15,9 @@ from telemetry import views as telemetry_views
 from telemetry.models import GpuRollup1h, GpuUtilRollup, NodeUtilRollup, RollupWatermark
 from tests import factories
 from tests.telemetry import dash_support as seed
+from tests.telemetry.dash_support import DAY0, NOW, frozen_now  # noqa: F401 - a fixture
 
-NOW = dt.datetime(2026, 5, 4, 12, 0, 30, tzinfo=dt.UTC)
-DAY0 = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _frozen():
-    cache.clear()
-    with time_machine.travel(NOW, tick=False):
-        yield
-    cache.clear()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen_now")]
 
 
 

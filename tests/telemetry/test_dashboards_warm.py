@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-import time_machine
 from django.core.cache import cache, caches
 from django.db import connection
 from django.test import override_settings
@@ -25,18 +24,9 @@ from telemetry.tasks.dashboards import site_heatmaps_warm_task
 from telemetry.views import _site_tables, site_table_fields
 from tests import factories
 from tests.telemetry import dash_support as seed
+from tests.telemetry.dash_support import DAY0, NOW, frozen_now  # noqa: F401 - a fixture
 
-NOW = dt.datetime(2026, 5, 4, 12, 0, 30, tzinfo=dt.UTC)
-DAY0 = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _frozen():
-    cache.clear()
-    with time_machine.travel(NOW, tick=False):
-        yield
-    cache.clear()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen_now")]
 
 
 @pytest.fixture

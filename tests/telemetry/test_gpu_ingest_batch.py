@@ -8,7 +8,6 @@ import dataclasses
 import datetime as dt
 
 import pytest
-import time_machine
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -19,19 +18,9 @@ from telemetry.gpu_services import QueuedReport, gpu_report_ingest, gpu_reports_
 from telemetry.models import GpuSample
 from telemetry.tasks.gpu import gpu_report_ingest_task
 from tests.telemetry.fake_pynvml import a100_mig, h100
-from tests.telemetry.gpu_support import T0, Rig
+from tests.telemetry.gpu_support import T0, Rig, frozen_after_t0, queued  # noqa: F401 - a fixture
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _frozen():
-    with time_machine.travel(T0 + dt.timedelta(minutes=30), tick=False):
-        yield
-
-
-def queued(node: Node, *reports) -> list[QueuedReport]:
-    return [QueuedReport(node_id=node.pk, payload=reading_to_dict(r)) for r in reports]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen_after_t0")]
 
 
 def cycles(rig: Rig, count: int) -> list:
