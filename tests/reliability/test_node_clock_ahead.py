@@ -14,15 +14,14 @@ import os
 import time
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from sites.choices import NodeStatus
 from sites.models import Node, Site
 from telemetry.gpu_services import gpu_polls_claim_due, poll_message
 from telemetry.models import GpuSample
-from tests.reliability.procs import Worker, wait_until, worker_env
-from tests.reliability.test_process_faults import producer, redis  # noqa: F401 - pytest fixtures
+from tests.reliability.procs import Worker, wait_until
+from tests.reliability.test_process_faults import producer, redis, start_worker  # noqa: F401 - pytest fixtures
 
 pytestmark = pytest.mark.skipif(not os.environ.get("DATABASE_URL", "").startswith("postgres"),
                                 reason="workers need the PostgreSQL test database")
@@ -31,24 +30,15 @@ INTERVAL_S = 2  # the site's poll interval, short so the test is quick; each pol
 
 
 @pytest.fixture
-def workers(redis, tmp_path):  # noqa: F811 - the fixture imported above
-    started: list[Worker] = []
-
+def workers(start_worker):  # noqa: F811 - the fixture imported above
     def start(queues: str, name: str, *, skew_s: float | None = None) -> Worker:
-        env = worker_env(broker_url=redis.url, db_name=connection.settings_dict["NAME"], var_dir=tmp_path / "var",
-                         GPU_READER_FACTORY="tests.reliability.skewed_node:reader")
         if skew_s is None:
-            worker = Worker(env, queues=queues, name=name, log=tmp_path / f"{name}.log")
-        else:  # a node machine: the production app (1 h visibility timeout), its clock off by skew_s
-            worker = Worker(env, queues=queues, name=name, log=tmp_path / f"{name}.log",
+            return start_worker(queues, name)
+        # a node machine: the production app (1 h visibility timeout), its clock off by skew_s, fake GPUs
+        return start_worker(queues, name, env_extra={"GPU_READER_FACTORY": "tests.reliability.skewed_node:reader"},
                             launcher=("-m", "tests.reliability.skewed_node", str(skew_s)), app="factory_portal.celery")
-        started.append(worker)
-        worker.wait_ready()
-        return worker
 
-    yield start
-    for worker in started:
-        worker.stop()
+    return start
 
 
 def order_polls(producer, count: int) -> list[dt.datetime]:  # noqa: F811 - a Celery client

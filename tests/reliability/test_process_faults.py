@@ -62,9 +62,11 @@ def producer(redis):
 def start_worker(redis, tmp_path):
     started: list[Worker] = []
 
-    def start(queues: str, name: str) -> Worker:
-        env = worker_env(broker_url=redis.url, db_name=connection.settings_dict["NAME"], var_dir=tmp_path / "var")
-        worker = Worker(env, queues=queues, name=name, log=tmp_path / f"{name}.log")
+    def start(queues: str, name: str, *, env_extra: dict[str, str] | None = None, **options) -> Worker:
+        """A worker on `queues`; `env_extra` adds to its environment, `options` go to `Worker` (launcher, app)."""
+        env = worker_env(broker_url=redis.url, db_name=connection.settings_dict["NAME"], var_dir=tmp_path / "var",
+                         **(env_extra or {}))
+        worker = Worker(env, queues=queues, name=name, log=tmp_path / f"{name}.log", **options)
         started.append(worker)
         worker.wait_ready()
         return worker
