@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import connection
 from django.db.models import Count, F, Max, Min, Q, Sum
 from django.shortcuts import get_object_or_404
 
@@ -130,9 +131,21 @@ def site_cost_inputs(site: Site) -> economics.SiteCostInputs:
 
 
 def site_gpu_hours(*, site: Site, start: dt.datetime, end: dt.datetime) -> tuple[int, Decimal]:
-    """(GPUs, GPU-hours): every GPU of the site counts from when it was registered (capex runs regardless)."""
-    gpus = list(Gpu.objects.filter(node__site=site).values_list("created_at", flat=True))
-    return len(gpus), sum((_overlap_hours(created, None, start, end) for created in gpus), Decimal(0))
+    """(GPUs, GPU-hours): every GPU of the site counts from when it was registered (capex runs regardless).
+
+    Summed in SQL on PostgreSQL (exact: `EXTRACT(EPOCH …)` of an interval is a numeric to the microsecond): the
+    cards of a 9,000-GPU site ask every minute, and reading 9,000 timestamps cost ~100 ms."""
+    gpus = Gpu.objects.filter(node__site=site)
+    if connection.vendor != "postgresql":
+        created = list(gpus.values_list("created_at", flat=True))
+        return len(created), sum((_overlap_hours(c, None, start, end) for c in created), Decimal(0))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT COUNT(*), COALESCE(SUM(GREATEST(0, EXTRACT(EPOCH FROM %s::timestamptz - GREATEST(g.created_at, "
+            "%s::timestamptz)))), 0) FROM sites_gpu g JOIN sites_node n ON n.id = g.node_id WHERE n.site_id = %s",
+            [end, start, site.pk])
+        count, seconds = cursor.fetchone()
+    return count, Decimal(seconds) / HOUR_S
 
 
 def site_allocated_gpu_hours(*, site: Site, start: dt.datetime, end: dt.datetime) -> Decimal:
