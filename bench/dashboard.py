@@ -9,8 +9,9 @@ server-side (INSERT ... SELECT generate_series), the heatmap's utilization block
 service, 8 serving endpoints × 2 models of hourly usage rollups per site (COPY); 2 hours of raw GPU readings every
 10 s (the day partition the live cards search, as mid-morning in production) and the last minutes of usage deltas.
 Timed: every JSON endpoint and the HTML of site A's page, site B's page and the overview `/`, through Django's test
-client (the whole request: middleware, session, scoping, selectors, figure building, JSON encoding) with DEBUG off
-and without the test runner's template instrumentation, as production serves, as a partner viewer, for the
+client (the whole request: middleware, session, scoping, selectors, figure building, JSON encoding) with DEBUG off,
+without the test runner's template instrumentation and with the web process's garbage-collector settings
+(`factory_portal.runtime.web_process_gc_tune`, as wsgi.py), as production serves, as a partner viewer, for the
 24 h / 7 d / 30 d ranges, `--runs` times each after one warm-up; then the heatmap cold (`--cold-runs` times, the
 cache emptied before each).
 "Whole page" = the page's HTML + its live JSON + every chart JSON, one after the other (the browser fetches the
@@ -301,6 +302,10 @@ def main() -> None:
     # test client, a cost no server pays. Host 127.0.0.1 is in the default ALLOWED_HOSTS.
     client = Client(SERVER_NAME="127.0.0.1")
     client.force_login(data["user"])
+    # What factory_portal/wsgi.py does once the web process has loaded the application.
+    from factory_portal.runtime import web_process_gc_tune
+
+    web_process_gc_tune()
 
     def timed(url: str) -> tuple[float, int]:
         began = time.perf_counter()
@@ -379,8 +384,9 @@ def main() -> None:
           "generate_series): " + ", ".join(f"{v:,} {k}" for k, v in rows.items()) + f"; the utilization blocks were "
           f"computed from the hourly rollups by the rollup service in {data['blocks_seconds']:.1f} s. Each request "
           "goes through Django's test client as a partner viewer (middleware, session, `visible_to` scoping, "
-          f"selectors, figure, JSON) with DEBUG off and without the test runner's template instrumentation, as "
-          f"production serves. Median and p95 of {args.runs} runs per range ({args.cold_runs} for the cold "
+          f"selectors, figure, JSON) with DEBUG off, without the test runner's template instrumentation and with "
+          "the web process's garbage-collector settings (`factory_portal/runtime.py`), as production serves. "
+          f"Median and p95 of {args.runs} runs per range ({args.cold_runs} for the cold "
           "heatmap), in ms, after one warm-up "
           f"request; target p95 ≤ {TARGET_PANEL_MS} ms a panel and ≤ {TARGET_PAGE_MS} ms the whole page (HTML + "
           "live JSON + every chart, one after the other: the browser fetches the charts concurrently). The "
