@@ -23,6 +23,12 @@ day partition and the unpartitioned table are filled, indexed and vacuumed, then
 long been checkpointed). Both removals are timed to their commit (autocommit): the drop's file release and the
 DELETE's WAL flush are part of what each costs. The VACUUM a DELETE leaves behind, and a drop does not, is not
 counted. Nothing is tuned for either side: both clusters keep every other setting at its default.
+
+The private clusters' data lives on a fresh ext4 on a loop device, mounted without online discard, as database
+volumes are (`--data-fs tmp`: the temporary directory instead): this VM's root filesystem is mounted with
+`discard`, which TRIMs every block of a released file before the release returns, so a drop there measures the
+disk's TRIM (≈ 0.2 ms per MiB). The report gives that cost, measured in the same run, and what it would make of the
+first row.
 """
 
 from __future__ import annotations
@@ -195,11 +201,89 @@ def measure(args: argparse.Namespace) -> dict:
             "aged": bool(args.aged)}
 
 
+def mount_options(path: Path) -> tuple[str, str]:
+    """(filesystem type, mount options) of the filesystem holding `path`, from /proc/mounts."""
+    best = ("", "", "")
+    try:
+        for line in Path("/proc/mounts").read_text().splitlines():
+            _, point, fstype, options, *_ = line.split()
+            if str(path.resolve()).startswith(point.rstrip("/") + "/") or str(path.resolve()) == point:
+                if len(point) >= len(best[0]):
+                    best = (point, fstype, options)
+    except OSError:
+        pass
+    return best[1], best[2]
+
+
+def file_release_ms_per_mib(directory: Path, mib: int = 64) -> float:
+    """What releasing a file's blocks costs on the filesystem of `directory`, per MiB: a file written and synced,
+    dropped from the page cache, then truncated to nothing (what PostgreSQL does to a dropped table's files at
+    commit). With ext4's online `discard` the truncate TRIMs every freed block before it returns."""
+    with tempfile.NamedTemporaryFile(dir=directory) as f:
+        chunk = os.urandom(1 << 20)
+        for _ in range(mib):
+            f.write(chunk)
+        f.flush()
+        os.fsync(f.fileno())
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        began = time.perf_counter()
+        os.ftruncate(f.fileno(), 0)
+        return (time.perf_counter() - began) * 1000 / mib
+
+
+class DataFilesystem:
+    """Where the private cluster keeps its data: by default a fresh ext4 on a loop device (direct I/O, so reads of
+    an aged-out day go to the disk, not to the page cache of the image file) mounted *without* online discard, as
+    database volumes are mounted (`fstrim` on a timer instead). This VM's root filesystem is mounted with `discard`,
+    which makes every file release a synchronous TRIM of its blocks (≈ 0.2 ms per MiB here): a partition drop would
+    measure the disk's TRIM, not PostgreSQL. Needs root and a loop device; otherwise (or with `--data-fs tmp`) the
+    system's temporary directory, and the report says which."""
+
+    def __init__(self, kind: str, size_gib: int = 8) -> None:
+        self.base = Path(tempfile.mkdtemp(prefix="fp-pgbench-fs."))
+        self.base.chmod(0o755)  # the cluster's user must reach its directory below
+        self.image = self.base / "data.ext4"
+        self.mountpoint = self.base / "mnt"
+        self.loop = ""
+        self.kind = "tmp"
+        if kind == "loop" and os.geteuid() == 0 and shutil.which("losetup") and shutil.which("mkfs.ext4"):
+            try:
+                self.mountpoint.mkdir()
+                with open(self.image, "wb") as f:
+                    f.truncate(size_gib << 30)  # sparse
+                subprocess.run(["mkfs.ext4", "-q", "-F", "-E", "nodiscard", str(self.image)], check=True,
+                               capture_output=True, timeout=120)
+                self.loop = subprocess.run(["losetup", "--direct-io=on", "-f", "--show", str(self.image)], check=True,
+                                           capture_output=True, text=True, timeout=60).stdout.strip()
+                subprocess.run(["mount", self.loop, str(self.mountpoint)], check=True, capture_output=True, timeout=60)
+                self.kind = "loop"
+            except (OSError, subprocess.SubprocessError) as exc:
+                print(f"no loop-mounted data filesystem ({exc}); using {tempfile.gettempdir()}", file=sys.stderr)
+                self.release()
+                self.base = Path(tempfile.mkdtemp(prefix="fp-pgbench-fs."))
+                self.base.chmod(0o755)
+        self.root = self.mountpoint if self.kind == "loop" else self.base
+
+    def describe(self) -> str:
+        fstype, options = mount_options(self.root)
+        discard = "with online `discard`" if "discard" in options.split(",") else "without online discard"
+        where = "a loop device (direct I/O) over a sparse image" if self.kind == "loop" else "the temporary directory"
+        return f"{fstype or 'unknown'} {discard}, on {where}"
+
+    def release(self) -> None:
+        if self.loop:
+            subprocess.run(["umount", str(self.mountpoint)], capture_output=True, timeout=120)
+            subprocess.run(["losetup", "-d", self.loop], capture_output=True, timeout=60)
+            self.loop = ""
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
 class DefaultDurabilityCluster:
     """A private cluster from the same binaries as scripts/with_postgres.sh, with PostgreSQL's default durability
-    (fsync, synchronous_commit, full_page_writes all on); as root it runs as the unprivileged user `fptest`."""
+    (fsync, synchronous_commit, full_page_writes all on), its data under `root`; as root it runs as the unprivileged
+    user `fptest`."""
 
-    def __init__(self) -> None:
+    def __init__(self, root: Path | None = None) -> None:
         import socket
 
         self.bin = Path(os.environ.get("PG_BIN", ""))
@@ -208,7 +292,7 @@ class DefaultDurabilityCluster:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        self.dir = Path(tempfile.mkdtemp(prefix="fp-pgbench."))
+        self.dir = Path(tempfile.mkdtemp(prefix="fp-pgbench.", dir=root))
         self.run_as: list[str] = []
         if os.geteuid() == 0:
             shutil.chown(self.dir, user="fptest")  # with_postgres.sh created the user
@@ -258,6 +342,9 @@ def main() -> None:
     parser.add_argument("--test-gpus", default="", help="the same on the test cluster, just written (empty: skip)")
     parser.add_argument("--interval", type=int, default=10, help="seconds between samples (the default poll)")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--data-fs", choices=("loop", "tmp"), default="loop",
+                        help="the private clusters' data filesystem: a loop-mounted ext4 without online discard "
+                             "(needs root), or the temporary directory")
     parser.add_argument("--measure", action="store_true", help="internal: measure on DATABASE_URL, print JSON")
     parser.add_argument("--aged", action="store_true", help="internal: with --measure, the aged-out state")
     parser.add_argument("--restart-cmd", default="[]", help="internal: argv restarting the measured cluster")
@@ -271,21 +358,30 @@ def main() -> None:
 
     started = time.perf_counter()
     clusters = []
-    private = DefaultDurabilityCluster()
+    tmp_fs = mount_options(Path(tempfile.gettempdir()))
+    tmp_release = file_release_ms_per_mib(Path(tempfile.gettempdir()))
+    data_fs = DataFilesystem(args.data_fs)
     try:
-        private.start()
-        print("private cluster with default durability, aged-out days...", file=sys.stderr)
-        clusters.append(("production defaults, day aged out", run_measure(args, private.url, args.gpus, private)))
-    finally:
-        private.stop()
-    if args.hot_gpus:
-        private = DefaultDurabilityCluster()  # a fresh one: each measurement seeds its own inventory
+        fs_text = data_fs.describe()
+        fs_release = file_release_ms_per_mib(data_fs.root)
+        private = DefaultDurabilityCluster(data_fs.root)
         try:
             private.start()
-            print("private cluster with default durability, just-written days...", file=sys.stderr)
-            clusters.append(("production defaults, day just written", run_measure(args, private.url, args.hot_gpus)))
+            print("private cluster with default durability, aged-out days...", file=sys.stderr)
+            clusters.append(("production defaults, day aged out", run_measure(args, private.url, args.gpus, private)))
         finally:
             private.stop()
+        if args.hot_gpus:
+            private = DefaultDurabilityCluster(data_fs.root)  # a fresh one: each measurement seeds its own inventory
+            try:
+                private.start()
+                print("private cluster with default durability, just-written days...", file=sys.stderr)
+                clusters.append(("production defaults, day just written",
+                                 run_measure(args, private.url, args.hot_gpus)))
+            finally:
+                private.stop()
+    finally:
+        data_fs.release()
     if args.test_gpus:
         print("test cluster (scripts/with_postgres.sh)...", file=sys.stderr)
         clusters.append(("test cluster, day just written",
@@ -306,6 +402,18 @@ def main() -> None:
                 f"| {drop * 1000:.1f} ms | {detach * 1000:.1f} ms | {delete * 1000:,.0f} ms | {delete / drop:,.0f}× "
                 f"({', '.join(f'{x:.0f}×' for x in ratios)}) | {vacuum * 1000:,.0f} ms | {with_vacuum:,.0f}× |")
     table = "\n".join(lines)
+    first = clusters[0][1]["results"][0] if clusters and clusters[0][1]["results"] else None
+    discard_note = ""
+    if first and "discard" in tmp_fs[1].split(",") and data_fs.kind == "loop":
+        mib = first["day_bytes"] / 2**20
+        drop, delete = statistics.median(first["drop_s"]), statistics.median(first["delete_s"])
+        extra = tmp_release * mib / 1000
+        discard_note = (
+            f" On this machine's temporary directory ({tmp_fs[0]} mounted with online `discard`), releasing a file "
+            f"measured {tmp_release:.2f} ms per MiB in this run ({fs_release:.3f} on the data filesystem): there, "
+            f"dropping the {first['gpus']:,}-GPU day ({mib:,.0f} MiB) would take ≈ {(drop + extra) * 1000:.0f} ms "
+            f"and the speed-up be ≈ {delete / (drop + extra):.0f}× — the disk's TRIM, not PostgreSQL. Mount the "
+            "data volume without `discard` and trim it with `fstrim` on a timer (docs/scaling.md).")
     print(f"""## Retention (`bench/retention.py`)
 
 Removing one day of raw GPU samples (one sample every {args.interval} s per GPU: {per_day:,} rows per GPU, every
@@ -321,6 +429,7 @@ cluster is restarted after the checkpoint and both sides' files are dropped from
 stay cached, as on a running server): the DELETE has to read the day from disk, the drop only releases its files.
 **Just written** keeps both tables in memory: the drop then also pays for evicting the day's cached pages, and the
 DELETE reads nothing from disk.
+The private clusters keep their data on {fs_text}.{discard_note}
 Median of {args.runs} runs per size. "Parent locked" is the DETACH statement: the only time the partitioned table
 that ingest and the dashboards use is locked; the DROP after it locks only the detached table. The VACUUM of the
 rows a DELETE leaves dead (autovacuum would run it; a drop leaves nothing to vacuum) is shown apart.
