@@ -23,7 +23,6 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = ["parser", "gpu_ingest", "scrape_round", "retention", "dashboard", "loadgen", "metering_retention"]
 # Arguments that keep `make bench` under 10 minutes in all; each script's own defaults are the longer runs.
 ARGS = {
-    "parser": ["--n", "1000"],
     "gpu_ingest": ["--rows", "300000", "--runs", "3"],
     "scrape_round": ["--rounds", "3"],
     "retention": ["--gpus", "100,200", "--hot-gpus", "", "--runs", "3"],

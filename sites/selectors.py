@@ -62,6 +62,18 @@ def gpu_list(*, user: User, site: Site | None = None) -> QuerySet[Gpu]:
     return qs.filter(node__site=site) if site is not None else qs
 
 
+# What the site page's GPU table shows: its rows skip the site and the rest of each GPU's and node's columns.
+GPU_TABLE_FIELDS = ("pk", "node_id", "node__hostname", "index", "uuid", "name", "status", "mig_mode", "last_seen_at",
+                    "simulated")
+
+
+def gpu_table(*, user: User, site: Site) -> QuerySet[Gpu]:
+    """The site page's GPU table: `gpu_list` of the site with only the columns the table shows (a big site's page
+    lists its first rows; slice it)."""
+    return (Gpu.objects.visible_to(user).filter(node__site=site).select_related("node")
+            .only(*GPU_TABLE_FIELDS))
+
+
 def endpoint_list(*, user: User, site: Site | None = None) -> QuerySet[ServingEndpoint]:
     qs = ServingEndpoint.objects.visible_to(user).select_related("site", "node")
     return qs.filter(site=site) if site is not None else qs

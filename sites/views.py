@@ -60,7 +60,7 @@ def site_detail(request: HttpRequest, slug: str) -> HttpResponse:
         # Only whether there are any: the node table's rows (with GPU counts) come from the page providers.
         "nodes": Node.objects.visible_to(request.user).filter(site=site).exists(),
         # A big site lists its first GPUs only: the heatmap is the overview of all of them.
-        "gpus": selectors.gpu_list(user=request.user, site=site)[:GPU_TABLE_ROWS],
+        "gpus": selectors.gpu_table(user=request.user, site=site)[:GPU_TABLE_ROWS],
         "gpus_total": card.gpus_total,
         "endpoints": selectors.endpoint_list(user=request.user, site=site),
         "can_write": selectors.user_can_write_partner(user=request.user, partner_id=site.partner_id),
