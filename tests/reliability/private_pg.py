@@ -17,9 +17,12 @@ import pytest
 
 from tests.reliability.procs import free_port, wait_until
 
-# As scripts/with_postgres.sh: fsync off (a restart or a crash of the server process is not an OS crash, so
-# committed transactions still survive it through the WAL in the page cache).
-SERVER_OPTIONS = ("-c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+# fsync off, as scripts/with_postgres.sh: a restart or a crash of the server process is not an OS crash, so WAL
+# written to the page cache survives it. synchronous_commit stays ON, unlike that script: with it off, COMMIT returns
+# while the WAL is still in shared memory (the WAL writer writes it up to 600 ms later), and an immediate shutdown —
+# the crash these tests make — loses transactions the workers were told had committed: readings "stored" that are
+# gone after recovery, which production (synchronous_commit on) never does.
+SERVER_OPTIONS = ("-c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=on -c full_page_writes=off "
                   "-c max_connections=100")
 
 
