@@ -70,8 +70,7 @@ GPU_TABLE_FIELDS = ("pk", "node_id", "node__hostname", "index", "uuid", "name", 
 def gpu_table(*, user: User, site: Site) -> QuerySet[Gpu]:
     """The site page's GPU table: `gpu_list` of the site with only the columns the table shows (a big site's page
     lists its first rows; slice it)."""
-    return (Gpu.objects.visible_to(user).filter(node__site=site).select_related("node")
-            .only(*GPU_TABLE_FIELDS))
+    return gpu_list(user=user, site=site).select_related(None).select_related("node").only(*GPU_TABLE_FIELDS)
 
 
 def endpoint_list(*, user: User, site: Site | None = None) -> QuerySet[ServingEndpoint]:
