@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench screenshots install install-dev clean
+.PHONY: run test lint bench screenshots gpu-check install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ lint: install-dev
 
 bench: install-dev
 	scripts/with_postgres.sh $(BIN)/python bench/run_all.py
+
+# On a GPU machine: the portal against this machine's real GPUs, end to end (scripts/gpu_check.py; docs/telemetry.md).
+gpu-check: install
+	$(BIN)/python scripts/gpu_check.py $(GPU_CHECK_ARGS)
 
 screenshots: install-dev
 	SCREENSHOT_DIR=$(CURDIR)/docs/img scripts/with_postgres.sh $(BIN)/pytest -q -m browser tests/browser
