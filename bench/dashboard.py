@@ -162,7 +162,7 @@ def seed(*, gpus_a: int, gpus_b: int, days: int, now: dt.datetime) -> dict:
     began = time.perf_counter()
     blocks = gpu_util_rollup_compute(start=hour0, end=now)
     blocks_s = time.perf_counter() - began
-    rows["heatmap utilization blocks (per GPU 6 h + 1 d, per node 1 h + 6 h + 1 d)"] = blocks
+    rows["heatmap utilization blocks (per GPU 6 h + 1 d, per node 1 h + 6 h + 1 d) and site vectors of them"] = blocks
     series = []
     for ep in endpoints_a + endpoints_b:
         for model in ("llama-3.1-70b", "qwen2.5-32b"):
@@ -381,7 +381,7 @@ def main() -> None:
     print(f"One partner with {args.gpus_a + args.gpus_b:,} GPUs and {args.days} days of history: site A "
           f"({args.gpus_a:,} GPUs, the issue-7 case) and site B ({args.gpus_b:,} GPUs, a large site), 8-GPU nodes, "
           f"8 serving endpoints × 2 models each. Seeded in {data['seconds']:.1f} s (server-side INSERT … SELECT "
-          "generate_series): " + ", ".join(f"{v:,} {k}" for k, v in rows.items()) + f"; the utilization blocks were "
+          "generate_series): " + ", ".join(f"{v:,} {k}" for k, v in rows.items()) + f"; the blocks and vectors were "
           f"computed from the hourly rollups by the rollup service in {data['blocks_seconds']:.1f} s. Each request "
           "goes through Django's test client as a partner viewer (middleware, session, `visible_to` scoping, "
           f"selectors, figure, JSON) with DEBUG off, without the test runner's template instrumentation and with "
@@ -428,10 +428,10 @@ def main() -> None:
           "cards read each GPU's latest reading, kept on its row by the ingest (one row per GPU of the site, seen "
           "in the last 3 poll intervals); "
           "tokens and latency read hourly usage rollups binned in SQL to ≤ 240 points a series; the heatmap reads "
-          "hourly rollups (24 h) or the 6-hour / "
-          "1-day utilization blocks (7 d / 30 d), a row per GPU up to 1,200 GPUs and a row per node beyond, with "
-          "the settled part cached as one matrix (pre-warmed by a rollup-queue task when the cache is shared) so a "
-          "refresh reads only the last hour.")
+          "the sites' utilization vectors (one row per site and 1-hour, 6-hour or 1-day block holding every GPU's, or "
+          "on a big site every node's, figures) for the settled part, a row per GPU up to 1,200 GPUs and a row per "
+          "node beyond, with the settled part cached as one matrix (pre-warmed by a rollup-queue task when the cache "
+          "is shared) so a refresh reads only the last hour's blocks.")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import operator
+import sys
 from array import array
 from decimal import Decimal
 from functools import reduce
@@ -24,6 +25,7 @@ from factory_portal.crypto import hash_token
 from sites.dashboard import STALE_AFTER_POLLS
 from sites.models import Gpu, Node, Site
 from telemetry.models import (
+    HEATMAP_MAX_ROWS,
     GpuRollup1h,
     GpuRollup1m,
     GpuSample,
@@ -31,6 +33,7 @@ from telemetry.models import (
     NodeGpuCollector,
     NodeUtilRollup,
     SiteGpuRollup1m,
+    SiteUtilVector,
 )
 
 User = AbstractBaseUser | AnonymousUser
@@ -364,9 +367,6 @@ def heatmap_plan(*, start: dt.datetime, end: dt.datetime, gpus: int = 1) -> tupl
 
 
 BIN_ORIGIN = dt.datetime(2000, 1, 3, tzinfo=dt.UTC)  # a Monday, midnight UTC: columns align to whole hours/days
-# Beyond this many GPUs a heatmap row is a node (the mean of its GPUs), and beyond this many nodes a bin of
-# consecutive nodes: thousands of one-pixel rows show nothing, and the cell count must stay bounded.
-HEATMAP_MAX_ROWS = 1_200
 # Hourly rollups older than this no longer change (the rollup run re-rolls the last 10 minutes): cacheable.
 HEATMAP_SETTLED_AFTER = dt.timedelta(hours=1)
 _SOURCES = {"1m": (GpuRollup1m, None), "1h": (GpuRollup1h, None), "6h": (GpuUtilRollup, 6), "1d": (GpuUtilRollup, 24)}
@@ -507,6 +507,76 @@ def _fill(sums: array, counts: array, cells, *, row_of: dict[int, int], col_of: 
             counts[r * width + c] += int(n)
 
 
+_VECTOR_SPAN_H = {"1h": 1, "6h": 6, "1d": 24}
+
+
+def _unpack(blob: bytes, code: str) -> array:
+    values = array(code, blob)
+    if sys.byteorder == "little":  # packed big-endian by the database (int4send, float8send)
+        values.byteswap()
+    return values
+
+
+def _heatmap_vectors(sums: array, counts: array, *, site: Site, source: str, by_node: bool, step: dt.timedelta,
+                     missing: list[tuple[str, dt.datetime, dt.datetime]], row_of: dict[int, int],
+                     col_of: dict[int, int], width: int) -> list[tuple[str, dt.datetime, dt.datetime]]:
+    """Add the missing settled pieces that the site's utilization vectors (`SiteUtilVector`) cover whole — one row
+    per block instead of one per GPU or node and block — into the matrices, cache them as `_heatmap_settled` does,
+    and return the pieces they do not cover (a block without a vector: never computed, e.g. before an upgrade's
+    backfill or on SQLite, or with no utilization sample), which are read from the blocks themselves."""
+    from django.core.cache import cache
+
+    span_h = _VECTOR_SPAN_H.get(source)
+    if span_h is None or connection.vendor != "postgresql":
+        return missing
+    block = dt.timedelta(hours=span_h)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT EXTRACT(EPOCH FROM bucket)::bigint, ids, weighted, samples FROM {SiteUtilVector._meta.db_table} "
+            "WHERE site_id = %s AND rows = %s AND span_h = %s AND bucket >= %s AND bucket < %s",
+            [site.pk, SiteUtilVector.Rows.NODE if by_node else SiteUtilVector.Rows.GPU, span_h, missing[0][1],
+             missing[-1][2]])
+        vectors = cursor.fetchall()
+    starts = [int(a.timestamp()) for _, a, _ in missing]
+    per_piece: dict[int, list] = {}
+    for row in vectors:
+        p = bisect.bisect_right(starts, row[0]) - 1
+        if p >= 0 and row[0] < missing[p][2].timestamp():
+            per_piece.setdefault(p, []).append(row)
+    # The GPU set rarely changes between blocks: unpack the ids and map them to rows once.
+    rows_of_ids: dict[bytes, tuple[array, list[int]]] = {}
+    split = {}
+    for p, piece_vectors in per_piece.items():
+        name, a, b = missing[p]
+        if len(piece_vectors) != (b - a) // block:
+            continue
+        ids_q, cols_q, weighted_d, samples_q = array("q"), array("q"), array("d"), array("q")
+        for bucket, ids_blob, weighted_blob, samples_blob in piece_vectors:
+            ids_blob = bytes(ids_blob)
+            known = rows_of_ids.get(ids_blob)
+            if known is None:
+                ids = array("q", _unpack(ids_blob, "i"))
+                known = rows_of_ids[ids_blob] = (ids, [row_of.get(i, -1) for i in ids])
+            ids, rows = known
+            col = int(_floor(dt.datetime.fromtimestamp(bucket, dt.UTC), step).timestamp())
+            weighted, samples = _unpack(bytes(weighted_blob), "d"), _unpack(bytes(samples_blob), "i")
+            ids_q.extend(ids)
+            cols_q.extend(array("q", [col]) * len(rows))
+            weighted_d.extend(weighted)
+            samples_q.extend(array("q", samples))
+            c = col_of.get(col)
+            if c is None:
+                continue
+            for r, w, n in zip(rows, weighted, samples, strict=True):
+                if r >= 0:
+                    sums[r * width + c] += w
+                    counts[r * width + c] += n
+        split[name] = (ids_q, cols_q, weighted_d, samples_q)
+    if split:
+        cache.set_many({k: tuple(a.tobytes() for a in arrays) for k, arrays in split.items()}, HEATMAP_CACHE_S)
+    return [piece for piece in missing if piece[0] not in split]
+
+
 def _heatmap_settled(sums: array, counts: array, *, tag: str, site: Site, source: str, by_node: bool,
                      step: dt.timedelta, settled: list[tuple[dt.datetime, dt.datetime]], row_of: dict[int, int],
                      col_of: dict[int, int], width: int) -> None:
@@ -526,6 +596,10 @@ def _heatmap_settled(sums: array, counts: array, *, tag: str, site: Site, source
                 sums[r * width + c] += w
                 counts[r * width + c] += k
     missing = [(k, *keys[k]) for k in keys if k not in pieces]
+    if not missing:
+        return
+    missing = _heatmap_vectors(sums, counts, site=site, source=source, by_node=by_node, step=step, missing=missing,
+                               row_of=row_of, col_of=col_of, width=width)
     if not missing:
         return
     cells = _heatmap_cells(site=site, source=source, by_node=by_node, start=missing[0][1], end=missing[-1][2],

@@ -248,19 +248,20 @@ def counter_snapshot_retention_apply(*, now: dt.datetime) -> dict[str, int]:
 
 
 def gpu_util_rollup_retention_apply() -> dict[str, int]:
-    """Prune the heatmap's utilization blocks (per GPU and per node) with the hourly rollups' horizon: a block is
-    deleted once no hourly rollup it was computed from can remain, i.e. it ends at or before the oldest hourly
-    rollup's day. Hourly rollups are kept for good today, so this deletes nothing until they get a retention;
-    then the blocks follow them instead of outliving their source. Idempotent."""
-    from telemetry.models import GpuRollup1h, GpuUtilRollup, NodeUtilRollup
+    """Prune the heatmap's utilization blocks (per GPU and per node) and the sites' vectors of them with the hourly
+    rollups' horizon: a block is deleted once no hourly rollup it was computed from can remain, i.e. it ends at or
+    before the oldest hourly rollup's day. Hourly rollups are kept for good today, so this deletes nothing until they
+    get a retention; then the blocks follow them instead of outliving their source. Idempotent."""
+    from telemetry.models import GpuRollup1h, GpuUtilRollup, NodeUtilRollup, SiteUtilVector
 
     # One scan of the hourly table a day (bucket alone is not indexed): cheap next to keeping orphaned blocks.
     oldest = GpuRollup1h.objects.order_by("bucket").values_list("bucket", flat=True).first()
-    result = {"gpu_blocks_deleted": 0, "node_blocks_deleted": 0}
+    result = {"gpu_blocks_deleted": 0, "node_blocks_deleted": 0, "site_vectors_deleted": 0}
     if oldest is None:
         return result
     horizon = dt.datetime.combine(oldest.astimezone(dt.UTC).date(), dt.time(), tzinfo=dt.UTC)
-    for key, model in (("gpu_blocks_deleted", GpuUtilRollup), ("node_blocks_deleted", NodeUtilRollup)):
+    for key, model in (("gpu_blocks_deleted", GpuUtilRollup), ("node_blocks_deleted", NodeUtilRollup),
+                       ("site_vectors_deleted", SiteUtilVector)):
         for span_h in {6, 24} if model is GpuUtilRollup else {1, 6, 24}:
             result[key] += model.objects.filter(
                 span_h=span_h, bucket__lt=horizon - dt.timedelta(hours=span_h) + dt.timedelta(microseconds=1),

@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.db import connection, transaction
-from django.db.models import Max
+from django.db.models import Count, Max
 
 from sites.models import Gpu
 from telemetry.models import (
+    HEATMAP_MAX_ROWS,
     GpuRollup1h,
     GpuRollup1m,
     GpuSample,
@@ -31,6 +32,7 @@ from telemetry.models import (
     NodeUtilRollup,
     RollupWatermark,
     SiteGpuRollup1m,
+    SiteUtilVector,
 )
 
 MINUTE = dt.timedelta(minutes=1)
@@ -262,8 +264,9 @@ DAY = dt.timedelta(days=1)
 
 def gpu_util_rollup_compute(*, start: dt.datetime, end: dt.datetime) -> int:
     """Recompute the utilization blocks touching [start, end) — per GPU 6 h and 1 day, per node 1 h, 6 h and 1 day
-    (sample-weighted means of the hourly rollups) — and upsert them; returns rows written. The block in progress is
-    recomputed from what has rolled up so far, so a later run completes it."""
+    (sample-weighted means of the hourly rollups) — and upsert them, then the sites' vectors of those blocks
+    (`site_util_vectors_compute`); returns rows written. The block in progress is recomputed from what has rolled up
+    so far, so a later run completes it."""
     written = 0
     for model, spans in ((GpuUtilRollup, UTIL_SPANS_H), (NodeUtilRollup, NODE_UTIL_SPANS_H)):
         for span_h in spans:
@@ -273,7 +276,64 @@ def gpu_util_rollup_compute(*, start: dt.datetime, end: dt.datetime) -> int:
                 written += _util_blocks_sql(model=model, span_h=span_h, start=a, end=b)
             else:
                 written += _util_blocks_python(model=model, span_h=span_h, start=a, end=b)
+    return written + site_util_vectors_compute(start=start, end=end)
+
+
+# The blocks of each span packed per site (`SiteUtilVector`): GPU rows (from the hourly rollups for 1 h, the GPU
+# blocks for 6 h and 1 day) for sites of up to HEATMAP_MAX_ROWS GPUs, node rows (the node blocks) beyond, as the
+# heatmap shows them.
+VECTOR_SPANS_H = (1, 6, 24)
+
+
+def site_util_vectors_compute(*, start: dt.datetime, end: dt.datetime) -> int:
+    """Recompute the sites' utilization vectors of every 1-hour, 6-hour and 1-day block touching [start, end) from
+    the blocks already computed, and upsert them; returns rows written. PostgreSQL only (the packing is done by the
+    database); elsewhere the heatmap reads the blocks themselves."""
+    if connection.vendor != "postgresql":
+        return 0
+    gpu_counts = dict(Gpu.objects.values("node__site_id").annotate(n=Count("pk")).values_list("node__site_id", "n"))
+    by_rows = {SiteUtilVector.Rows.GPU: sorted(i for i, n in gpu_counts.items() if n <= HEATMAP_MAX_ROWS),
+               SiteUtilVector.Rows.NODE: sorted(i for i, n in gpu_counts.items() if n > HEATMAP_MAX_ROWS)}
+    written = 0
+    for rows, site_ids in by_rows.items():
+        if not site_ids:
+            continue
+        for span_h in VECTOR_SPANS_H:
+            step = dt.timedelta(hours=span_h)
+            a, b = floor_to(start, step), floor_to(end - dt.timedelta(microseconds=1), step) + step
+            written += _site_vectors_sql(rows=rows, span_h=span_h, site_ids=site_ids, start=a, end=b)
     return written
+
+
+def _site_vectors_sql(*, rows: str, span_h: int, site_ids: list[int], start: dt.datetime, end: dt.datetime) -> int:
+    if rows == SiteUtilVector.Rows.NODE:
+        key, source = "r.node_id", f"{NodeUtilRollup._meta.db_table} r JOIN sites_node n ON n.id = r.node_id"
+        extra = "AND r.span_h = %s"
+    else:
+        key = "r.gpu_id"
+        hourly = span_h == 1
+        table = GpuRollup1h._meta.db_table if hourly else GpuUtilRollup._meta.db_table
+        source = f"{table} r JOIN sites_gpu g ON g.id = r.gpu_id JOIN sites_node n ON n.id = g.node_id"
+        extra = "" if hourly else "AND r.span_h = %s"
+    params = [rows, span_h, site_ids, start, end] + ([span_h] if extra else [])
+    # Owners without a utilization sample are left out of all three arrays alike, so they stay aligned.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""INSERT INTO {SiteUtilVector._meta.db_table}
+                    (site_id, rows, span_h, bucket, ids, weighted, samples, computed_at)
+                SELECT n.site_id, %s, %s, r.bucket,
+                       string_agg(int4send({key}::int), ''::bytea ORDER BY {key}),
+                       string_agg(float8send(r.util_mean_pct * r.util_samples), ''::bytea ORDER BY {key}),
+                       string_agg(int4send(r.util_samples::int), ''::bytea ORDER BY {key}),
+                       now()
+                FROM {source}
+                WHERE n.site_id = ANY(%s) AND r.bucket >= %s AND r.bucket < %s {extra}
+                      AND r.util_samples > 0 AND r.util_mean_pct IS NOT NULL
+                GROUP BY n.site_id, r.bucket
+                ON CONFLICT (site_id, rows, span_h, bucket) DO UPDATE SET ids = EXCLUDED.ids,
+                    weighted = EXCLUDED.weighted, samples = EXCLUDED.samples, computed_at = EXCLUDED.computed_at""",
+            params)
+        return cursor.rowcount
 
 
 def _util_source(model, span_h: int) -> tuple[str, str, str]:
@@ -335,11 +395,13 @@ def _util_blocks_python(*, model, span_h: int, start: dt.datetime, end: dt.datet
 
 
 BACKFILL_WATERMARK = "gpu_util_blocks_backfill"
+VECTORS_BACKFILL_WATERMARK = "site_util_vectors_backfill"
 BACKFILL_DONE = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 def gpu_util_rollup_backfill_step(*, now: dt.datetime) -> dict[str, object]:
-    """Fill the utilization blocks of one more day of history, going backwards, until the earliest hourly rollup.
+    """Fill the utilization blocks (and the sites' vectors of them) of one more day of history, going backwards,
+    until the earliest hourly rollup.
 
     History rolled up before the blocks existed has none; rather than a data migration (which would hold up a
     deploy for as long as the whole history takes to aggregate), every rollup run computes one day, newest first,
@@ -347,19 +409,30 @@ def gpu_util_rollup_backfill_step(*, now: dt.datetime) -> dict[str, object]:
     three hours of runs. The watermark is the start of the oldest day done; recomputing is harmless (whole blocks,
     upserted), so a crash between the blocks and the watermark costs one day's recompute.
     """
-    mark = RollupWatermark.objects.filter(name=BACKFILL_WATERMARK).first()
+    return _backfill_step(name=BACKFILL_WATERMARK, compute=gpu_util_rollup_compute, now=now)
+
+
+def site_util_vectors_backfill_step(*, now: dt.datetime) -> dict[str, object]:
+    """The same, one day per run, for the sites' vectors alone (`site_util_vectors_compute`): an installation whose
+    blocks were backfilled before the vectors existed gets them for its history. Until a day has its vectors the
+    heatmap reads that day's blocks, as before."""
+    return _backfill_step(name=VECTORS_BACKFILL_WATERMARK, compute=site_util_vectors_compute, now=now)
+
+
+def _backfill_step(*, name: str, compute, now: dt.datetime) -> dict[str, object]:
+    mark = RollupWatermark.objects.filter(name=name).first()
     if mark is not None and mark.done_until <= BACKFILL_DONE:
         return {"day": None}
     upper = mark.done_until if mark else floor_to(now, DAY) + DAY
     # EXISTS rather than MIN(bucket): the hourly table has no index on bucket alone, and the oldest rows come first.
     if not GpuRollup1h.objects.filter(bucket__lt=upper).exists():
         # Every later hourly rollup gets its blocks from `gpu_rollup_1h_compute`: the backfill is over for good.
-        RollupWatermark.objects.update_or_create(name=BACKFILL_WATERMARK, defaults={"done_until": BACKFILL_DONE})
+        RollupWatermark.objects.update_or_create(name=name, defaults={"done_until": BACKFILL_DONE})
         return {"day": None}
     lower = upper - DAY
     with transaction.atomic():
-        rows = gpu_util_rollup_compute(start=lower, end=upper)
-        RollupWatermark.objects.update_or_create(name=BACKFILL_WATERMARK, defaults={"done_until": lower})
+        rows = compute(start=lower, end=upper)
+        RollupWatermark.objects.update_or_create(name=name, defaults={"done_until": lower})
     return {"day": lower.date(), "rows": rows}
 
 
@@ -386,11 +459,12 @@ def gpu_rollups_run(*, now: dt.datetime) -> dict[str, object]:
         sites = site_rollup_1m_compute(start=start, end=end)
         hours = gpu_rollup_1h_compute(start=start, end=end)
         backfill = gpu_util_rollup_backfill_step(now=now)
+        vectors_backfill = site_util_vectors_backfill_step(now=now)
         updated = RollupWatermark.objects.filter(name=WATERMARK, done_until__lt=end).update(done_until=end)
         if not updated:
             RollupWatermark.objects.get_or_create(name=WATERMARK, defaults={"done_until": end})
     return {"from": start, "to": end, "minutes": minutes, "site_minutes": sites, "hours": hours,
-            "blocks_backfilled": backfill["day"]}
+            "blocks_backfilled": backfill["day"], "vectors_backfilled": vectors_backfill["day"]}
 
 
 def gpu_energy_from_samples(*, gpu_id: int, start: dt.datetime, end: dt.datetime) -> Decimal:

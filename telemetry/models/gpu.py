@@ -12,6 +12,7 @@ from django.db import models
 from sites.models import PartnerScopedQuerySet
 
 __all__ = [
+    "HEATMAP_MAX_ROWS", "SiteUtilVector",
     "GpuCollectorMode", "GpuPollClaim", "GpuRollup1h", "GpuRollup1m", "GpuSample", "GpuUtilRollup", "NodeUtilRollup",
     "NodeGpuCollector", "RollupWatermark", "SiteGpuRollup1m",
 ]
@@ -238,6 +239,56 @@ class SiteGpuRollup1m(models.Model):
 
     def __str__(self) -> str:
         return f"site {self.site_id} {self.bucket:%Y-%m-%d %H:%M}"
+
+
+# Beyond this many GPUs a site's heatmap row is a node (the mean of its GPUs), and beyond this many nodes a bin of
+# consecutive nodes: thousands of one-pixel rows show nothing, and the cell count must stay bounded.
+HEATMAP_MAX_ROWS = 1_200
+
+
+class SiteUtilVectorQuerySet(PartnerScopedQuerySet):
+    partner_path = "site__partner"
+
+
+class SiteUtilVector(models.Model):
+    """One block of a site's heatmap in one row: every GPU's (or, on a site of more than `HEATMAP_MAX_ROWS` GPUs,
+    every node's) Σ utilization × samples and Σ samples over a 1-hour, 6-hour or 1-day block (`span_h`).
+
+    The same figures as the GPUs' hourly rollups and utilization blocks (`GpuUtilRollup`, `NodeUtilRollup`), laid out
+    per site: a cold 30-day heatmap of a 1,000-GPU site reads 30 rows of packed vectors instead of 30,000 rows
+    (docs/dashboards.md). `ids`, `weighted` and `samples` are packed big-endian arrays, aligned, ordered by id: int4
+    GPU or node ids, float8 Σ util × samples, int4 Σ samples (only owners that had a utilization sample). Written
+    with the blocks by `telemetry.rollups.site_util_vectors_compute` (whole blocks, upserted, PostgreSQL only);
+    owners count towards the site their node belongs to when the block is computed.
+    """
+
+    class Rows(models.TextChoices):
+        GPU = "gpu", "GPU"
+        NODE = "node", "node"
+
+    site = models.ForeignKey("sites.Site", on_delete=models.CASCADE, related_name="+", db_index=False)
+    rows = models.CharField(max_length=4, choices=Rows.choices)
+    span_h = models.PositiveSmallIntegerField()
+    bucket = models.DateTimeField()
+    ids = models.BinaryField()
+    weighted = models.BinaryField()
+    samples = models.BinaryField()
+    computed_at = models.DateTimeField(auto_now=True)
+
+    objects = SiteUtilVectorQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["site_id", "rows", "span_h", "bucket"]
+        verbose_name = "site utilization vector"
+        constraints = [
+            models.UniqueConstraint(fields=["site", "rows", "span_h", "bucket"],
+                                    name="%(app_label)s_%(class)s_unique_site_rows_span_bucket",
+                                    violation_error_message="This site already has a vector for this block."),
+        ]
+        indexes = [models.Index(fields=["span_h", "bucket"], name="telemetry_siteutil_span_bucket")]
+
+    def __str__(self) -> str:
+        return f"site {self.site_id} {self.rows} {self.span_h} h {self.bucket:%Y-%m-%d %H:%M}"
 
 
 class RollupWatermark(models.Model):

@@ -35,7 +35,8 @@ def test_util_blocks_equal_weighted_hourly_means_and_rerun_changes_nothing(world
     second = rollups.gpu_util_rollup_compute(start=DAY0, end=DAY0 + dt.timedelta(days=3))
     after = sorted(GpuUtilRollup.objects.values_list("gpu_id", "span_h", "bucket", "util_samples", "util_mean_pct"))
     # then
-    assert first == second == 2 * (12 + 3) + (72 + 12 + 3)  # per GPU 6 h and days; per node hours, 6 h and days
+    # per GPU 6 h and days; per node hours, 6 h and days; the site's vectors of hours, 6 h and days
+    assert first == second == 2 * (12 + 3) + (72 + 12 + 3) + (72 + 12 + 3)
     assert [(g, s, b, n, pytest.approx(m)) for g, s, b, n, m in before] == after
     for gpu_id, span_h, bucket, n, mean in after:
         end = bucket + dt.timedelta(hours=span_h)

@@ -137,9 +137,10 @@ def test_retention_prunes_blocks_with_the_hourly_rollups_horizon(world) -> None:
     # when: retention runs, twice
     first = retention.gpu_util_rollup_retention_apply()
     second = retention.gpu_util_rollup_retention_apply()
-    # then: the first day's blocks are gone (5 GPUs × (4 + 1), 2 nodes × (24 + 4 + 1)), the rest kept
-    assert first == {"gpu_blocks_deleted": 5 * 5, "node_blocks_deleted": 2 * 29}
-    assert second == {"gpu_blocks_deleted": 0, "node_blocks_deleted": 0}
+    # then: the first day's blocks are gone (5 GPUs × (4 + 1), 2 nodes × (24 + 4 + 1)) and the site's vectors of
+    # them (GPU rows: 24 + 4 + 1), the rest kept
+    assert first == {"gpu_blocks_deleted": 5 * 5, "node_blocks_deleted": 2 * 29, "site_vectors_deleted": 29}
+    assert second == {"gpu_blocks_deleted": 0, "node_blocks_deleted": 0, "site_vectors_deleted": 0}
     assert not GpuUtilRollup.objects.filter(bucket__lt=DAY0 + dt.timedelta(days=1)).exists()
     assert NodeUtilRollup.objects.filter(span_h=24).count() == 2 * 2
 
@@ -152,7 +153,7 @@ def test_retention_keeps_everything_while_hourly_rollups_are_kept(world) -> None
     # when
     result = retention.gpu_util_rollup_retention_apply()
     # then
-    assert result == {"gpu_blocks_deleted": 0, "node_blocks_deleted": 0}
+    assert result == {"gpu_blocks_deleted": 0, "node_blocks_deleted": 0, "site_vectors_deleted": 0}
     assert GpuUtilRollup.objects.count() + NodeUtilRollup.objects.count() == count
 
 
