@@ -302,6 +302,11 @@ def site_util_vectors_compute(*, start: dt.datetime, end: dt.datetime) -> int:
             step = dt.timedelta(hours=span_h)
             a, b = floor_to(start, step), floor_to(end - dt.timedelta(microseconds=1), step) + step
             written += _site_vectors_sql(rows=rows, span_h=span_h, site_ids=site_ids, start=a, end=b)
+            # A site that crossed HEATMAP_MAX_ROWS keeps no vector of the other kind for these blocks: one written
+            # before the crossing would stop being updated and be read, stale, should the site cross back.
+            other = SiteUtilVector.Rows.NODE if rows == SiteUtilVector.Rows.GPU else SiteUtilVector.Rows.GPU
+            SiteUtilVector.objects.filter(site_id__in=site_ids, rows=other, span_h=span_h, bucket__gte=a,
+                                          bucket__lt=b).delete()
     return written
 
 

@@ -136,6 +136,21 @@ def test_big_site_cold_heatmap_from_node_vectors_equals_the_one_from_node_blocks
     assert from_vectors == from_blocks
 
 
+def test_a_site_that_outgrows_gpu_rows_keeps_no_stale_gpu_vector_of_the_blocks_recomputed(world, monkeypatch) -> None:
+    # given: GPU vectors of three days
+    for i in range(3):
+        seed.hourly_uneven(factories.GpuFactory(node=world.node_a, index=i + 1), DAY0, 72 + 12, phase=i)
+    rollups.gpu_util_rollup_compute(start=DAY0, end=NOW)
+    assert set(SiteUtilVector.objects.values_list("rows", flat=True)) == {"gpu"}
+    # when: the site passes the row limit and today's blocks are recomputed
+    monkeypatch.setattr(rollups, "HEATMAP_MAX_ROWS", 2)
+    today = NOW.replace(hour=0, minute=0, second=0)
+    rollups.gpu_util_rollup_compute(start=today, end=NOW)
+    # then: today has node vectors only; earlier days keep their (complete) GPU vectors
+    assert set(SiteUtilVector.objects.filter(bucket__gte=today).values_list("rows", flat=True)) == {"node"}
+    assert SiteUtilVector.objects.filter(rows="gpu", span_h=24).count() == 3
+
+
 def test_a_missing_vector_is_read_from_the_blocks(world, monkeypatch) -> None:
     # given: vectors, then one settled day's 1-day vector lost (not yet backfilled)
     _fleet(world)
